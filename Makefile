@@ -1,0 +1,63 @@
+# Everything sets itself up: `make demo` and `make test` work on a fresh clone (Python 3.11+, a JDK 17+, Maven).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+JARS_DIR := consumer/kcl/jars
+JARS_STAMP := $(JARS_DIR)/.resolved
+BRIDGE_JAR := $(JARS_DIR)/streams-bridge.jar
+MVN ?= mvn
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install jars demo test test-unit test-engine lint format clean
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(VENV)/.installed ## Create the virtualenv and install the package with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+jars: $(BRIDGE_JAR) ## Resolve the pinned KCL/adapter jars with Maven and compile the bridge
+
+$(JARS_STAMP): consumer/kcl/pom.xml
+	rm -rf $(JARS_DIR) && mkdir -p $(JARS_DIR)
+	$(MVN) -B -q -f consumer/kcl/pom.xml dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS_DIR))
+	touch $@
+
+$(BRIDGE_JAR): consumer/kcl/StreamsBridge.java $(JARS_STAMP)
+	rm -rf $(JARS_DIR)/.classes && mkdir -p $(JARS_DIR)/.classes
+	javac -Xlint:deprecation -d $(JARS_DIR)/.classes -cp '$(JARS_DIR)/*' consumer/kcl/StreamsBridge.java
+	jar cf $@ -C $(JARS_DIR)/.classes .
+	rm -rf $(JARS_DIR)/.classes
+
+demo: install jars ## Run the products example on a local moto endpoint (add ARGS=--keep-running to stay up)
+	$(BIN)/consumer demo $(ARGS)
+
+test: install jars ## Run the whole test suite (unit + the real engine against moto)
+	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the test tree is broken" >&2; exit 1; fi; \
+	exit $$status
+
+test-unit: install ## Only the fast tests (no JVM)
+	$(BIN)/pytest -m "not engine" $(PYTEST_ARGS)
+
+test-engine: install jars ## Only the tests that run the real engine
+	$(BIN)/pytest -m engine $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check consumer tests
+	$(BIN)/ruff format --check consumer tests
+	$(BIN)/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format consumer tests
+	$(BIN)/ruff check --fix consumer tests
+
+clean: ## Remove the virtualenv, the jars and caches
+	rm -rf $(VENV) $(JARS_DIR) .pytest_cache .mypy_cache .ruff_cache

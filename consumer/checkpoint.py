@@ -1,0 +1,57 @@
+"""Checkpoint policy: kclpy checkpoint errors mapped to our types, retried where retrying can help."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from consumer.errors import CheckpointError, CheckpointRetryableError, LeaseLostError
+
+log = structlog.get_logger("consumer.checkpoint")
+
+# Names the KCL sends back in a checkpoint reply (KCL exceptions' simple names).
+_LEASE_LOST = {"ShutdownException"}
+_RETRYABLE = {"ThrottlingException", "KinesisClientLibDependencyException", "InvalidStateException"}
+
+
+class Checkpointer(Protocol):
+    """Writes a checkpoint; raises a CheckpointError subclass (see `classify`) when the KCL refuses it."""
+
+    def checkpoint(self, sequence_number: str | None) -> None: ...
+
+
+def classify(error_name: str) -> CheckpointError:
+    if error_name in _LEASE_LOST:
+        return LeaseLostError(error_name)
+    if error_name in _RETRYABLE:
+        return CheckpointRetryableError(error_name)
+    return CheckpointError(error_name)
+
+
+def checkpoint(
+    checkpointer: Checkpointer,
+    sequence_number: str | None,
+    *,
+    attempts: int = 6,
+    base_delay_seconds: float = 0.2,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Checkpoint at `sequence_number` (None: the end of the last batch the KCL delivered).
+
+    Retries throttling and lease-table errors with exponential backoff; raises LeaseLostError at once.
+    The sequence number is passed back as the exact string the KCL sent (never through int).
+    """
+    for attempt in range(attempts):
+        try:
+            checkpointer.checkpoint(sequence_number)
+        except CheckpointRetryableError as error:
+            if attempt + 1 == attempts:
+                raise
+            delay = min(5.0, base_delay_seconds * 2**attempt)
+            log.warning("checkpoint retry", error=str(error), attempt=attempt + 1, delay_seconds=delay)
+            sleep(delay)
+        else:
+            return

@@ -1,0 +1,94 @@
+"""Command line: parsing only; each command hands over to its module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from consumer import __version__
+from consumer.config import Config, load_config
+from consumer.errors import ConfigError, StartupError
+from consumer.logs import configure_logging
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except ConfigError as error:
+        sys.stderr.write(f"consumer: {error}\n")
+        return EXIT_CONFIG
+    except StartupError as error:
+        sys.stderr.write(f"consumer: cannot start: {error}\n")
+        return EXIT_STARTUP
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consumer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="consume the configured stream until stopped (SIGTERM/SIGINT)")
+    run.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate a configuration file and summarise it")
+    check.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    check.set_defaults(handler=_check_config)
+
+    demo = commands.add_parser("demo", help="run the products example on a local moto endpoint")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep the endpoint and the consumer up after the three notifications",
+    )
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the notifications")
+    demo.add_argument("--endpoint-url", help="use this moto endpoint instead of starting one")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(config.log_level)
+    from consumer import supervisor  # noqa: PLC0415 - keeps check-config free of the engine's imports
+
+    return supervisor.run(config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    sys.stdout.write(summary(config) + "\n")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from consumer import demo  # noqa: PLC0415
+
+    return demo.run_demo(keep_running=args.keep_running, timeout_seconds=args.timeout, endpoint_url=args.endpoint_url)
+
+
+def summary(config: Config) -> str:
+    source = config.source
+    stream = source.stream_arn or f"latest stream of table {source.table_name}"
+    sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks)
+    lines = [
+        "configuration OK",
+        f"  application:  {config.application_name} (lease table {config.application_name})",
+        f"  stream:       {stream}",
+        f"  region:       {source.region}" + (f" via {source.endpoint_url}" if source.endpoint_url else ""),
+        (
+            f"  start:        {source.starting_position.value}, up to {source.max_records} records per read, "
+            f"every {source.poll_interval_ms} ms"
+        ),
+        f"  sinks:        {sinks}",
+        f"  shutdown:     {config.shutdown_grace_seconds:g} s grace",
+    ]
+    return "\n".join(lines)

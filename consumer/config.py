@@ -1,0 +1,218 @@
+"""The service's configuration: a YAML file, overridden by environment variables, validated once at start.
+
+Environment overrides use the prefix CONSUMER_ and a double underscore between levels, e.g.
+CONSUMER_SOURCE__TABLE_NAME=products or CONSUMER_SINKS__0__PATH=/tmp/events.jsonl (list items by index).
+The standard AWS_ENDPOINT_URL and AWS_REGION / AWS_DEFAULT_REGION fill in what the file and CONSUMER_ variables
+leave unset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from consumer.decode import STREAM_ARN_PATTERN
+from consumer.errors import ConfigError, ConfigProblem
+
+ENV_PREFIX = "CONSUMER_"
+MAX_RECORDS_LIMIT = 1000  # the Streams GetRecords limit, enforced again by the adapter
+
+# KCL application names become DynamoDB table names (plus -CoordinatorState / -WorkerMetricStats suffixes).
+_APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StartingPosition(StrEnum):
+    LATEST = "LATEST"
+    TRIM_HORIZON = "TRIM_HORIZON"
+
+
+class SourceConfig(_Frozen):
+    """Which stream to read and how."""
+
+    table_name: str | None = None
+    stream_arn: str | None = None
+    region: str  # or AWS_REGION / AWS_DEFAULT_REGION
+    endpoint_url: str | None = None
+    starting_position: StartingPosition = StartingPosition.LATEST
+    max_records: Annotated[int, Field(ge=1, le=MAX_RECORDS_LIMIT)] = 1000
+    poll_interval_ms: Annotated[int, Field(ge=50, le=60_000)] = 1000
+
+    @field_validator("stream_arn")
+    @classmethod
+    def _stream_arn_shape(cls, value: str | None) -> str | None:
+        if value is not None and not STREAM_ARN_PATTERN.match(value):
+            raise ValueError(
+                "not a DynamoDB stream ARN (expected arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)"
+            )
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_stream(self) -> SourceConfig:
+        if not self.table_name and not self.stream_arn:
+            raise ValueError("set table_name (the latest stream is used) or stream_arn")
+        return self
+
+
+class LogSinkConfig(_Frozen):
+    """One structured log line per event, on stderr."""
+
+    type: Literal["log"]
+    name: str = "log"
+    # Image attributes copied into the line, e.g. [name, price]; keys are always included. Images are not logged
+    # whole by default: they may hold personal data.
+    fields: tuple[str, ...] = ()
+
+
+class FileSinkConfig(_Frozen):
+    """Appends one JSON line per event (the plain payload) to a file, flushed to disk before the checkpoint."""
+
+    type: Literal["file"]
+    name: str = "file"
+    path: Path
+
+
+class MemorySinkConfig(_Frozen):
+    """Keeps events in the process: for tests and dry runs."""
+
+    type: Literal["memory"]
+    name: str = "memory"
+
+
+SinkConfig = Annotated[LogSinkConfig | FileSinkConfig | MemorySinkConfig, Field(discriminator="type")]
+
+
+class EngineConfig(_Frozen):
+    """How the KCL JVM is started. The defaults suit production; tests shorten the KCL timings."""
+
+    java: str | None = None  # default: $JAVA_HOME/bin/java, then java on PATH
+    jars_dir: Path | None = None  # default: the jars `make jars` put beside the package
+    jvm_options: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
+    worker_id: str | None = None  # default: hostname:pid
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    streams_max_attempts: Annotated[int, Field(ge=1, le=20)] = 10
+    # Passed to the KCL as-is (e.g. failoverTimeMillis). Keys this service renders itself are refused.
+    kcl_properties: Mapping[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class Config(_Frozen):
+    application_name: str
+    source: SourceConfig
+    sinks: Annotated[tuple[SinkConfig, ...], Field(min_length=1)]
+    shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 25.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    engine: EngineConfig = EngineConfig()
+
+    @field_validator("application_name")
+    @classmethod
+    def _application_name_shape(cls, value: str) -> str:
+        if not _APPLICATION_NAME.match(value):
+            raise ValueError("3-200 characters of A-Z a-z 0-9 _ . - (it names the lease table)")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_sink_names(self) -> Config:
+        names = [sink.name for sink in self.sinks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"sink names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge environment overrides, validate. Raises ConfigError listing every problem by field path."""
+    environ = os.environ if environ is None else environ
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([ConfigProblem("", f"cannot read {source}: {error.strerror or error}")], source) from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {error}")], source) from error
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem("", "the top level must be a mapping")], source)
+    return config_from_mapping(data, environ, source)
+
+
+def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], source: str = "configuration") -> Config:
+    merged = _apply_env_overrides(dict(data), environ, source)
+    source_section = merged.get("source")
+    if isinstance(source_section, dict):
+        _fill_from_aws_env(source_section, environ)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError([_problem(e) for e in error.errors()], source) from None
+
+
+def _problem(error: Mapping[str, Any]) -> ConfigProblem:
+    path = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    return ConfigProblem(path, message)
+
+
+def _fill_from_aws_env(source: dict[str, Any], environ: Mapping[str, str]) -> None:
+    if not source.get("endpoint_url"):
+        endpoint = environ.get("AWS_ENDPOINT_URL_DYNAMODB") or environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            source["endpoint_url"] = endpoint
+    if not source.get("region"):
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        if region:
+            source["region"] = region
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], source: str) -> dict[str, Any]:
+    problems: list[ConfigProblem] = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name == "CONSUMER_RESOLVED_CONFIG":
+            continue
+        path = [part.lower() for part in name.removeprefix(ENV_PREFIX).split("__")]
+        try:
+            _set_path(data, path, _env_value(environ[name]))
+        except (LookupError, TypeError, ValueError):
+            problems.append(ConfigProblem(".".join(path), f"cannot apply environment variable {name}"))
+    if problems:
+        raise ConfigError(problems, source)
+    return data
+
+
+def _env_value(text: str) -> Any:
+    # Scalars stay strings (pydantic converts "100" or "true" where the field wants it; YAML would turn a
+    # table named "on" into True); lists and mappings are given as JSON.
+    return json.loads(text) if text.lstrip().startswith(("[", "{")) else text
+
+
+def _set_path(data: Any, path: list[str], value: Any) -> None:
+    *parents, leaf = path
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value

@@ -1,0 +1,227 @@
+"""Adapter record bytes -> ChangeEvent, and ChangeEvent -> the record exactly as Lambda delivers it.
+
+The Streams adapter sends, per record, the JSON of the SDK's stream `Record`: Lambda's field names, but
+ApproximateCreationDateTime in epoch *milliseconds* and no eventSourceARN.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from consumer.errors import DecodeError
+from consumer.events import ChangeEvent, EventName, Item, PlainValue, UserIdentity
+
+STREAM_ARN_PATTERN = re.compile(
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):dynamodb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"table/(?P<table>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>[0-9A-Za-z:._-]+)$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamContext:
+    """What the records do not say about themselves but Lambda's record shape needs."""
+
+    stream_arn: str
+    region: str
+
+    @property
+    def table(self) -> str:
+        return table_of(self.stream_arn)
+
+
+def table_of(stream_arn: str) -> str:
+    match = STREAM_ARN_PATTERN.match(stream_arn)
+    if match is None:
+        raise ValueError(f"not a DynamoDB stream ARN: {stream_arn!r}")
+    return match.group("table")
+
+
+def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:
+    """Decode the adapter's JSON (already base64-decoded by kclpy) into a ChangeEvent."""
+    try:
+        # parse_float/parse_int keep the JSON numbers the adapter writes (size, timestamp) exact as well.
+        record = json.loads(data, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DecodeError(f"record is not JSON: {error}") from error
+    if not isinstance(record, dict):
+        raise DecodeError("record is not a JSON object")
+    return event_from_record(record, context)
+
+
+def event_from_record(record: Mapping[str, Any], context: StreamContext) -> ChangeEvent:
+    dynamodb = _field(record, "dynamodb", dict)
+    try:
+        event_name = EventName(_field(record, "eventName", str))
+    except ValueError as error:
+        raise DecodeError(f"unknown eventName {record.get('eventName')!r}") from error
+    keys = _image(dynamodb, "Keys")
+    if keys is None:
+        raise DecodeError("dynamodb.Keys is missing")
+    identity = record.get("userIdentity")
+    return ChangeEvent(
+        event_id=_field(record, "eventID", str),
+        event_name=event_name,
+        table=context.table,
+        sequence_number=_field(dynamodb, "SequenceNumber", str),
+        approximate_creation=_creation_time(dynamodb.get("ApproximateCreationDateTime")),
+        size_bytes=int(dynamodb.get("SizeBytes", 0)),
+        keys=keys,
+        new_image=_image(dynamodb, "NewImage"),
+        old_image=_image(dynamodb, "OldImage"),
+        stream_view_type=dynamodb.get("StreamViewType"),
+        user_identity=(
+            UserIdentity(principal_id=str(identity.get("principalId", "")), type=str(identity.get("type", "")))
+            if isinstance(identity, dict)
+            else None
+        ),
+        record=record,
+    )
+
+
+def to_lambda_record(event: ChangeEvent, context: StreamContext) -> dict[str, Any]:
+    """The record as a Lambda event source mapping delivers it, so Lambda handlers run unchanged."""
+    raw = event.record
+    dynamodb = dict(raw["dynamodb"])
+    dynamodb["ApproximateCreationDateTime"] = int(event.approximate_creation.timestamp())
+    out: dict[str, Any] = {
+        "eventID": raw["eventID"],
+        "eventName": raw["eventName"],
+        "eventVersion": raw.get("eventVersion", "1.1"),
+        "eventSource": raw.get("eventSource", "aws:dynamodb"),
+        "awsRegion": raw.get("awsRegion") or context.region,
+        "dynamodb": dynamodb,
+        "eventSourceARN": context.stream_arn,
+    }
+    if "userIdentity" in raw:
+        out["userIdentity"] = raw["userIdentity"]
+    return out
+
+
+def _field(container: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = container.get(name)
+    if not isinstance(value, kind):
+        raise DecodeError(f"{name} is missing or not a {kind.__name__}")
+    return value
+
+
+def _creation_time(value: Any) -> datetime:
+    if value is None:
+        raise DecodeError("dynamodb.ApproximateCreationDateTime is missing")
+    try:
+        millis = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError) as error:
+        raise DecodeError(f"ApproximateCreationDateTime is not a number: {value!r}") from error
+    return _EPOCH + timedelta(microseconds=int(millis * 1000))
+
+
+def _image(dynamodb: Mapping[str, Any], name: str) -> Item | None:
+    image = dynamodb.get(name)
+    # The adapter serialises an absent image as {} (the SDK's empty auto-construct map); a real image is never
+    # empty because it always holds the key attributes.
+    if not image:
+        return None
+    if not isinstance(image, dict):
+        raise DecodeError(f"dynamodb.{name} is not a map")
+    return {attribute: _value(typed, f"{name}.{attribute}") for attribute, typed in image.items()}
+
+
+def decode_value(typed: Any) -> PlainValue:
+    """One DynamoDB-JSON attribute value, e.g. {"N": "25.99"}, to its plain Python value."""
+    return _value(typed, "value")
+
+
+def _value(typed: Any, path: str) -> PlainValue:  # noqa: C901, PLR0911, PLR0912 - one branch per DynamoDB type
+    if not isinstance(typed, dict) or len(typed) != 1:
+        raise DecodeError(f"{path}: expected one DynamoDB type descriptor, got {typed!r}")
+    ((tag, raw),) = typed.items()
+    match tag:
+        case "S":
+            return _expect(raw, str, path)
+        case "N":
+            return _number(raw, path)
+        case "B":
+            return _binary(raw, path)
+        case "BOOL":
+            return _expect(raw, bool, path)
+        case "NULL":
+            if raw is not True:
+                raise DecodeError(f"{path}: NULL must be true")
+            return None
+        case "SS":
+            return frozenset(_expect(s, str, path) for s in _expect(raw, list, path))
+        case "NS":
+            return frozenset(_number(n, path) for n in _expect(raw, list, path))
+        case "BS":
+            return frozenset(_binary(b, path) for b in _expect(raw, list, path))
+        case "L":
+            return [_value(v, f"{path}[{i}]") for i, v in enumerate(_expect(raw, list, path))]
+        case "M":
+            return {k: _value(v, f"{path}.{k}") for k, v in _expect(raw, dict, path).items()}
+        case _:
+            raise DecodeError(f"{path}: unknown DynamoDB type {tag!r}")
+
+
+def _expect(raw: Any, kind: type, path: str) -> Any:
+    if not isinstance(raw, kind):
+        raise DecodeError(f"{path}: expected {kind.__name__}, got {type(raw).__name__}")
+    return raw
+
+
+def _number(raw: Any, path: str) -> Decimal:
+    # Decimal(str) keeps every digit (DynamoDB allows 38); floats would round.
+    try:
+        number = Decimal(_expect(raw, str, path))
+    except InvalidOperation as error:
+        raise DecodeError(f"{path}: not a number: {raw!r}") from error
+    if not number.is_finite():
+        raise DecodeError(f"{path}: not a finite number: {raw!r}")
+    return number
+
+
+def _binary(raw: Any, path: str) -> bytes:
+    try:
+        return base64.b64decode(_expect(raw, str, path), validate=True)
+    except binascii.Error as error:
+        raise DecodeError(f"{path}: invalid base64: {error}") from error
+
+
+def encode_value(value: PlainValue) -> dict[str, Any]:  # noqa: PLR0911 - one branch per DynamoDB type
+    """The inverse of decode_value: a plain value to DynamoDB JSON."""
+    match value:
+        case None:
+            return {"NULL": True}
+        case bool():
+            return {"BOOL": value}
+        case str():
+            return {"S": value}
+        case Decimal() | int():
+            return {"N": str(value)}
+        case bytes():
+            return {"B": base64.b64encode(value).decode("ascii")}
+        case list():
+            return {"L": [encode_value(v) for v in value]}
+        case dict():
+            return {"M": {k: encode_value(v) for k, v in value.items()}}
+        case frozenset() | set():
+            return _encode_set(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as a DynamoDB value")
+
+
+def _encode_set(values: frozenset[Any] | set[Any]) -> dict[str, Any]:
+    if not values:
+        raise TypeError("DynamoDB has no empty sets")
+    sample = next(iter(values))
+    if isinstance(sample, str):
+        return {"SS": sorted(values)}
+    if isinstance(sample, bytes):
+        return {"BS": [base64.b64encode(v).decode("ascii") for v in sorted(values)]}
+    return {"NS": [str(v) for v in sorted(values)]}

@@ -1,0 +1,72 @@
+"""Every error the service raises on purpose, in one tree.
+
+    ConsumerError
+    ├── ConfigError              invalid configuration; carries every problem with its field path
+    ├── StartupError             the environment cannot run the service (Java, jars, endpoint, table, stream)
+    ├── DecodeError              a stream record that is not a valid DynamoDB Streams record
+    ├── DeliveryError            a sink could not take an event
+    │   ├── TransientDeliveryError   worth retrying (timeouts, throttling, 5xx)
+    │   └── PermanentDeliveryError   retrying cannot help (validation, 4xx, oversize)
+    └── CheckpointError          the KCL refused a checkpoint
+        ├── LeaseLostError           the lease moved to another worker: stop, never retry
+        └── CheckpointRetryableError throttling or a lease-table hiccup: back off and retry
+
+Policy code branches on these types, never on message text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConsumerError(Exception):
+    """Base of every error raised on purpose by this package."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(ConsumerError):
+    def __init__(self, problems: list[ConfigProblem], source: str = "configuration") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")
+
+
+class StartupError(ConsumerError):
+    """The service cannot start; the message is one line that names the cause."""
+
+
+class DecodeError(ConsumerError):
+    """The record's bytes are not a DynamoDB Streams record this service understands."""
+
+
+class DeliveryError(ConsumerError):
+    """A sink could not take an event."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Retrying later may succeed."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot succeed."""
+
+
+class CheckpointError(ConsumerError):
+    """The KCL refused a checkpoint."""
+
+
+class LeaseLostError(CheckpointError):
+    """This worker no longer holds the shard's lease."""
+
+
+class CheckpointRetryableError(CheckpointError):
+    """Throttling or a transient lease-table problem."""

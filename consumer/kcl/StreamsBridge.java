@@ -1,0 +1,304 @@
+import com.amazonaws.services.dynamodbv2.streamsadapter.AmazonDynamoDBStreamsAdapterClient;
+import com.amazonaws.services.dynamodbv2.streamsadapter.StreamsSchedulerFactory;
+import com.amazonaws.services.dynamodbv2.streamsadapter.model.DynamoDBStreamsProcessRecordsInput;
+import com.amazonaws.services.dynamodbv2.streamsadapter.polling.DynamoDBStreamsPollingConfig;
+import com.amazonaws.services.dynamodbv2.streamsadapter.processor.DynamoDBStreamsShardRecordProcessor;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import software.amazon.awssdk.auth.credentials.AwsCredentialsProvider;
+import software.amazon.awssdk.core.client.config.ClientOverrideConfiguration;
+import software.amazon.awssdk.regions.Region;
+import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClient;
+import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClientBuilder;
+import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient;
+import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClientBuilder;
+import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
+import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClientBuilder;
+import software.amazon.kinesis.checkpoint.CheckpointConfig;
+import software.amazon.kinesis.common.ConfigsBuilder;
+import software.amazon.kinesis.common.InitialPositionInStream;
+import software.amazon.kinesis.common.InitialPositionInStreamExtended;
+import software.amazon.kinesis.coordinator.CoordinatorConfig;
+import software.amazon.kinesis.coordinator.Scheduler;
+import software.amazon.kinesis.leases.LeaseManagementConfig;
+import software.amazon.kinesis.lifecycle.LifecycleConfig;
+import software.amazon.kinesis.lifecycle.events.InitializationInput;
+import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
+import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
+import software.amazon.kinesis.lifecycle.events.ShardEndedInput;
+import software.amazon.kinesis.lifecycle.events.ShutdownRequestedInput;
+import software.amazon.kinesis.metrics.MetricsConfig;
+import software.amazon.kinesis.metrics.MetricsLevel;
+import software.amazon.kinesis.metrics.NullMetricsFactory;
+import software.amazon.kinesis.multilang.MultiLangDaemonConfig;
+import software.amazon.kinesis.multilang.MultiLangRecordProcessorFactory;
+import software.amazon.kinesis.multilang.config.ConfigurationSettableUtils;
+import software.amazon.kinesis.multilang.config.MultiLangDaemonConfiguration;
+import software.amazon.kinesis.processor.ProcessorConfig;
+import software.amazon.kinesis.processor.ShardRecordProcessor;
+import software.amazon.kinesis.processor.StreamTracker;
+import software.amazon.kinesis.retrieval.KinesisClientRecord;
+import software.amazon.kinesis.retrieval.RetrievalConfig;
+
+/**
+ * Runs the KCL multilang protocol on a DynamoDB stream.
+ *
+ * <p>The stock MultiLangDaemon builds a Kinesis client and a plain Kinesis stream tracker, and the Streams adapter's
+ * scheduler factory rejects its record processor, so it cannot read DynamoDB Streams. This launcher reuses the
+ * daemon's property parsing, child-process factory and executor, and composes the Scheduler the way the adapter
+ * expects: one adapter client shared by the stream tracker, the polling config and the scheduler, and every
+ * multilang processor wrapped so that it passes the adapter's type check.
+ *
+ * <p>Keys read here that the multilang parser ignores: dynamoDbStreamArn, dynamoDBStreamsEndpoint,
+ * cloudWatchEndpoint, streamsMaxAttempts. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown
+ * did not finish within shutdownGraceMillis or the scheduler failed, 2 for an unusable configuration.
+ */
+public final class StreamsBridge {
+    private static final Logger log = LoggerFactory.getLogger(StreamsBridge.class);
+    private static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean(false);
+
+    private StreamsBridge() {}
+
+    public static void main(String[] args) {
+        if (args.length != 1) {
+            System.err.println("usage: StreamsBridge <kcl.properties>");
+            System.exit(2);
+        }
+        Scheduler scheduler;
+        long graceMillis;
+        try {
+            Properties raw = load(args[0]);
+            MultiLangDaemonConfig daemonConfig = new MultiLangDaemonConfig(args[0]);
+            MultiLangDaemonConfiguration cfg = daemonConfig.getMultiLangDaemonConfiguration();
+            graceMillis = cfg.getShutdownGraceMillis();
+            scheduler = buildScheduler(raw, cfg, daemonConfig.getRecordProcessorFactory());
+        } catch (IOException | RuntimeException e) {
+            // One line the supervisor can show as is; the stack trace only helps us, so it goes to the log.
+            log.debug("bridge configuration failed", e);
+            System.err.println("bridge: invalid KCL configuration: " + rootMessage(e));
+            System.exit(2);
+            return;
+        }
+
+        Thread schedulerThread = new Thread(scheduler, "kcl-scheduler");
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> gracefulShutdown(scheduler, graceMillis), "bridge-shutdown"));
+        schedulerThread.start();
+        try {
+            schedulerThread.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (SHUTTING_DOWN.get()) {
+            return; // the shutdown hook owns the exit status
+        }
+        // The scheduler stopped on its own (e.g. initialisation failed for good). The multilang executor's threads
+        // are not daemons, so the JVM would otherwise linger.
+        log.error("KCL scheduler stopped without a shutdown request");
+        System.exit(1);
+    }
+
+    private static void gracefulShutdown(Scheduler scheduler, long graceMillis) {
+        SHUTTING_DOWN.set(true);
+        log.info("shutdown requested; finishing in-flight batches (grace {} ms)", graceMillis);
+        int status;
+        try {
+            boolean done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
+            status = done ? 0 : 1;
+            log.info("graceful shutdown {}", done ? "complete" : "reported failure");
+        } catch (TimeoutException e) {
+            log.error("graceful shutdown did not finish within {} ms", graceMillis);
+            status = 1;
+        } catch (Exception e) {
+            log.error("graceful shutdown failed: {}", rootMessage(e));
+            status = 1;
+        }
+        // halt, not exit: the JVM is already shutting down (exit would block), and a signal-triggered shutdown
+        // otherwise ends with 128+signal even when every checkpoint was written.
+        Runtime.getRuntime().halt(status);
+    }
+
+    static Scheduler buildScheduler(Properties raw, MultiLangDaemonConfiguration cfg,
+            MultiLangRecordProcessorFactory multiLangFactory) {
+        String streamArn = require(raw, "dynamoDbStreamArn");
+        Region region = Region.of(require(raw, "regionName"));
+        AwsCredentialsProvider credentials = cfg.getKinesisCredentialsProvider().build(AwsCredentialsProvider.class);
+        int streamsMaxAttempts = Integer.parseInt(raw.getProperty("streamsMaxAttempts", "10"));
+
+        DynamoDbStreamsClientBuilder streamsBuilder = DynamoDbStreamsClient.builder()
+                .region(region)
+                .credentialsProvider(credentials)
+                .overrideConfiguration(ClientOverrideConfiguration.builder()
+                        .retryStrategy(b -> b.maxAttempts(streamsMaxAttempts))
+                        .apiCallAttemptTimeout(Duration.ofSeconds(10))
+                        .build());
+        endpoint(raw, "dynamoDBStreamsEndpoint", "dynamoDBEndpoint").ifPresent(streamsBuilder::endpointOverride);
+        AmazonDynamoDBStreamsAdapterClient adapterClient =
+                new AmazonDynamoDBStreamsAdapterClient(streamsBuilder.build(), region);
+
+        DynamoDbAsyncClientBuilder dynamoBuilder =
+                DynamoDbAsyncClient.builder().region(region).credentialsProvider(credentials);
+        endpoint(raw, "dynamoDBEndpoint").ifPresent(dynamoBuilder::endpointOverride);
+        CloudWatchAsyncClientBuilder cloudWatchBuilder =
+                CloudWatchAsyncClient.builder().region(region).credentialsProvider(credentials);
+        endpoint(raw, "cloudWatchEndpoint", "dynamoDBEndpoint").ifPresent(cloudWatchBuilder::endpointOverride);
+
+        InitialPositionInStream position = cfg.getInitialPositionInStream() == null
+                ? InitialPositionInStream.LATEST
+                : cfg.getInitialPositionInStream();
+        StreamTracker tracker = StreamsSchedulerFactory.createSingleStreamTracker(
+                streamArn, InitialPositionInStreamExtended.newInitialPosition(position));
+
+        ConfigsBuilder configsBuilder = new ConfigsBuilder(tracker, cfg.getApplicationName(), adapterClient,
+                dynamoBuilder.build(), cloudWatchBuilder.build(), cfg.getWorkerIdentifier(),
+                () -> new AdapterProcessor(multiLangFactory.shardRecordProcessor()));
+        if (cfg.getTableName() != null) {
+            configsBuilder.tableName(cfg.getTableName());
+        }
+
+        // Each xxxConfig() call builds a new object: take each once and keep it.
+        CheckpointConfig checkpoint = configsBuilder.checkpointConfig();
+        CoordinatorConfig coordinator = configsBuilder.coordinatorConfig();
+        LeaseManagementConfig leaseManagement = configsBuilder.leaseManagementConfig();
+        LifecycleConfig lifecycle = configsBuilder.lifecycleConfig();
+        MetricsConfig metrics = configsBuilder.metricsConfig();
+        ProcessorConfig processor = configsBuilder.processorConfig();
+        RetrievalConfig retrieval = configsBuilder.retrievalConfig();
+
+        Map<Class<?>, Object> targets = new HashMap<>();
+        targets.put(CheckpointConfig.class, checkpoint);
+        targets.put(CoordinatorConfig.class, coordinator);
+        targets.put(LeaseManagementConfig.class, leaseManagement);
+        targets.put(LifecycleConfig.class, lifecycle);
+        targets.put(MetricsConfig.class, metrics);
+        targets.put(ProcessorConfig.class, processor);
+        ConfigurationSettableUtils.resolveFields(cfg, targets, null, null);
+        ConfigurationSettableUtils.resolveFields(
+                cfg.getCoordinatorStateTableConfigBean(), coordinator.coordinatorStateTableConfig());
+        ConfigurationSettableUtils.resolveFields(
+                cfg.getGracefulLeaseHandoffConfigBean(), leaseManagement.gracefulLeaseHandoffConfig());
+        ConfigurationSettableUtils.resolveFields(cfg.getWorkerUtilizationAwareAssignmentConfigBean(),
+                leaseManagement.workerUtilizationAwareAssignmentConfig());
+        ConfigurationSettableUtils.resolveFields(cfg.getWorkerMetricStatsTableConfigBean(),
+                leaseManagement.workerUtilizationAwareAssignmentConfig().workerMetricsTableConfig());
+
+        // The adapter zeroes this inside createScheduler, but 2.0.1 reads it into its lease-management factory
+        // first, so every shard sync would then idle for the default 60 s before the worker may start.
+        leaseManagement.shardSyncIntervalMillis(0);
+
+        DynamoDBStreamsPollingConfig polling = new DynamoDBStreamsPollingConfig(streamArn, adapterClient);
+        if (cfg.getMaxRecords() > 0) {
+            polling.maxRecords(cfg.getMaxRecords());
+        }
+        if (cfg.getIdleTimeBetweenReadsInMillis() > 0) {
+            polling.idleTimeBetweenReadsInMillis(cfg.getIdleTimeBetweenReadsInMillis());
+        }
+        retrieval.retrievalSpecificConfig(polling);
+        if (cfg.getMetricsLevel() == MetricsLevel.NONE) {
+            metrics.metricsFactory(new NullMetricsFactory());
+        }
+
+        log.info("reading {} as application {} (worker {}, initial position {})",
+                streamArn, cfg.getApplicationName(), cfg.getWorkerIdentifier(), position);
+        return StreamsSchedulerFactory.createScheduler(
+                checkpoint, coordinator, leaseManagement, lifecycle, metrics, processor, retrieval, adapterClient);
+    }
+
+    private static Properties load(String path) throws IOException {
+        Properties properties = new Properties();
+        try (InputStream in = new FileInputStream(path)) {
+            properties.load(in);
+        }
+        return properties;
+    }
+
+    private static String require(Properties raw, String key) {
+        String value = raw.getProperty(key);
+        if (value == null || value.isBlank()) {
+            throw new IllegalArgumentException("missing property " + key);
+        }
+        return value.trim();
+    }
+
+    private static java.util.Optional<URI> endpoint(Properties raw, String... keys) {
+        for (String key : keys) {
+            String value = raw.getProperty(key);
+            if (value != null && !value.isBlank()) {
+                return java.util.Optional.of(URI.create(value.trim()));
+            }
+        }
+        return java.util.Optional.empty();
+    }
+
+    private static String rootMessage(Throwable e) {
+        Throwable root = e;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        return root.getClass().getSimpleName() + ": " + root.getMessage();
+    }
+
+    /**
+     * Passes the adapter's type check and hands every lifecycle call to the multilang processor unchanged. The
+     * adapter's records extend KinesisClientRecord and carry the JSON of the stream record as their data, which is
+     * exactly what the multilang protocol sends to the child.
+     */
+    static final class AdapterProcessor implements DynamoDBStreamsShardRecordProcessor {
+        private final ShardRecordProcessor delegate;
+
+        AdapterProcessor(ShardRecordProcessor delegate) {
+            this.delegate = delegate;
+        }
+
+        @Override
+        public void initialize(InitializationInput input) {
+            delegate.initialize(input);
+        }
+
+        @Override
+        public void processRecords(ProcessRecordsInput input) {
+            delegate.processRecords(input);
+        }
+
+        @Override
+        public void processRecords(DynamoDBStreamsProcessRecordsInput input) {
+            List<KinesisClientRecord> records = new ArrayList<>(input.records());
+            delegate.processRecords(ProcessRecordsInput.builder()
+                    .records(records)
+                    .checkpointer(input.checkpointer())
+                    .millisBehindLatest(input.millisBehindLatest())
+                    .isAtShardEnd(input.isAtShardEnd())
+                    .childShards(input.childShards())
+                    .cacheEntryTime(input.cacheEntryTime())
+                    .cacheExitTime(input.cacheExitTime())
+                    .build());
+        }
+
+        @Override
+        public void leaseLost(LeaseLostInput input) {
+            delegate.leaseLost(input);
+        }
+
+        @Override
+        public void shardEnded(ShardEndedInput input) {
+            delegate.shardEnded(input);
+        }
+
+        @Override
+        public void shutdownRequested(ShutdownRequestedInput input) {
+            delegate.shutdownRequested(input);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+"""The record-processor child the KCL starts for each shard lease: the only module that imports amazon_kclpy.
+
+Run as `python -m consumer.processor`. stdout carries the multilang protocol, so the real stdout is kept
+private for kclpy and file descriptor 1 is pointed at stderr: a stray print() (ours, or a user's handler's)
+lands in the log instead of corrupting the protocol.
+
+kclpy acknowledges a batch even when process_records raised, which would silently skip it. So nothing escapes
+process_records undecided: every record is delivered before the checkpoint moves past it, and a batch that
+cannot be delivered ends this process with a non-zero status, which stops the JVM; the orchestrator restarts
+the service and the batch is read again from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from amazon_kclpy import kcl
+from amazon_kclpy.checkpoint_error import CheckpointError as KclCheckpointError
+from amazon_kclpy.v3 import processor as kcl_processor
+
+from consumer.checkpoint import Checkpointer, checkpoint, classify
+from consumer.config import Config
+from consumer.decode import StreamContext, decode_record
+from consumer.delivery import Pipeline, UndeliveredError
+from consumer.errors import DecodeError, LeaseLostError
+from consumer.events import ChangeEvent
+from consumer.logs import configure_logging
+from consumer.payloads import plain
+from consumer.sinks import build_sink
+
+RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
+EXIT_UNDELIVERED = 3
+
+log = structlog.get_logger("consumer.processor")
+
+
+class _KclCheckpointer:
+    """kclpy's checkpointer, raising our typed errors."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def checkpoint(self, sequence_number: str | None) -> None:
+        try:
+            self._raw.checkpoint(sequence_number)
+        except KclCheckpointError as error:
+            raise classify(str(error.value)) from None
+
+
+class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
+    def __init__(self, pipeline: Pipeline, context: StreamContext) -> None:
+        self._pipeline = pipeline
+        self._context = context
+        self._shard_id = "unknown"
+        self._last_settled: str | None = None
+        self._last_checkpointed: str | None = None
+        self._lease_lost = False
+
+    def initialize(self, initialize_input: Any) -> None:
+        self._shard_id = initialize_input.shard_id
+        structlog.contextvars.bind_contextvars(shard_id=self._shard_id)
+        log.info("shard started", start_after=initialize_input.sequence_number)
+
+    def process_records(self, process_records_input: Any) -> None:
+        records = process_records_input.records
+        if not records or self._lease_lost:
+            return
+        first, last = records[0].sequence_number, records[-1].sequence_number
+        structlog.contextvars.bind_contextvars(first_sequence=first, last_sequence=last)
+        try:
+            events = self._decode(records)
+            try:
+                self._pipeline.deliver(events)
+            except UndeliveredError as error:
+                log.error(
+                    "batch undelivered; exiting so the batch is read again from the last checkpoint",
+                    sink=error.sink,
+                    error=str(error.cause),
+                    error_type=type(error.cause).__name__,
+                    undelivered=[plain(e) for e in error.events],
+                )
+                _exit(EXIT_UNDELIVERED)
+            self._last_settled = last
+            self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), last)
+        finally:
+            structlog.contextvars.unbind_contextvars("first_sequence", "last_sequence")
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        del lease_lost_input
+        # Another worker owns the shard now; a checkpoint would be refused, and must not be attempted.
+        self._lease_lost = True
+        log.info("lease lost", last_settled=self._last_settled)
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        # The KCL requires this checkpoint before the shard's children may start.
+        checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None)
+        log.info("shard ended", last_settled=self._last_settled)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        if self._lease_lost:
+            return
+        self._checkpoint(_KclCheckpointer(shutdown_requested_input.checkpointer), self._last_settled)
+        log.info("shutdown requested; checkpoint written", checkpoint=self._last_checkpointed)
+
+    def _decode(self, records: Sequence[Any]) -> list[ChangeEvent]:
+        events = []
+        for record in records:
+            try:
+                events.append(decode_record(record.binary_data, self._context))
+            except DecodeError as error:
+                # Logged whole (base64 of the exact bytes the KCL sent) so that it can be recovered by hand.
+                log.error(
+                    "undecodable record",
+                    error=str(error),
+                    sequence_number=record.sequence_number,
+                    data_base64=base64.b64encode(record.binary_data).decode("ascii"),
+                )
+        return events
+
+    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str | None) -> None:
+        if sequence_number is not None and sequence_number == self._last_checkpointed:
+            return
+        try:
+            checkpoint(checkpointer, sequence_number)
+        except LeaseLostError:
+            self._lease_lost = True
+            log.warning("checkpoint refused: lease lost", sequence_number=sequence_number)
+            return
+        self._last_checkpointed = sequence_number
+
+
+def _exit(status: int) -> None:
+    # SystemExit passes through kclpy's handler (any other exception would be swallowed and the batch acknowledged).
+    raise SystemExit(status)
+
+
+def load_resolved_config(path: str | Path) -> Config:
+    return Config.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def main() -> int:
+    # Signals are for the JVM: it asks this child to checkpoint and stop through the protocol. A SIGTERM or Ctrl-C
+    # reaching the child directly would otherwise kill it first and lose the final checkpoint.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    protocol_out = _take_stdout()
+    config_path = os.environ.get(RESOLVED_CONFIG_ENV)
+    if not config_path:
+        sys.stderr.write(
+            f"consumer.processor: {RESOLVED_CONFIG_ENV} is not set; start the service with `consumer run`\n"
+        )
+        return 2
+    config = load_resolved_config(config_path)
+    configure_logging(config.log_level)
+    if config.source.stream_arn is None:
+        sys.stderr.write("consumer.processor: the resolved configuration has no stream ARN\n")
+        return 2
+    context = StreamContext(stream_arn=config.source.stream_arn, region=config.source.region)
+    pipeline = Pipeline([build_sink(sink, context) for sink in config.sinks])
+    try:
+        kcl.KCLProcess(RecordProcessor(pipeline, context), output_file=protocol_out).run()
+    finally:
+        pipeline.close()
+    return 0
+
+
+def _take_stdout() -> TextIO:
+    """Keep the real stdout for the protocol and send everything else written to fd 1 to stderr."""
+    sys.stdout.flush()
+    protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return protocol_out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

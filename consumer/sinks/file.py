@@ -1,0 +1,48 @@
+"""`file`: appends one JSON line per event (the plain payload), on disk before the checkpoint moves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from consumer.config import FileSinkConfig
+from consumer.decode import StreamContext
+from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.events import ChangeEvent
+from consumer.payloads import dumps, plain
+from consumer.sinks.base import Failure
+from consumer.sinks.registry import register
+
+
+@register("file")
+class FileSink:
+    def __init__(self, config: FileSinkConfig, context: StreamContext) -> None:
+        del context
+        self.name = config.name
+        self._path = config.path
+
+    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+        if not batch:
+            return ()
+        text = "".join(dumps(plain(event)) + "\n" for event in batch).encode("utf-8")
+        try:
+            # One O_APPEND write per batch: children of other shards append to the same file without
+            # interleaving lines.
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError) as error:
+            raise PermanentDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
+        except OSError as error:
+            raise TransientDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
+        try:
+            written = os.write(fd, text)
+            if written != len(text):
+                raise TransientDeliveryError(f"short write to {self._path}")
+            os.fsync(fd)
+        except OSError as error:
+            raise TransientDeliveryError(f"cannot write {self._path}: {error.strerror}") from error
+        finally:
+            os.close(fd)
+        return ()
+
+    def close(self) -> None:
+        return None

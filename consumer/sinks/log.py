@@ -1,0 +1,47 @@
+"""`log`: one structured line per event through structlog (stderr)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from consumer.config import LogSinkConfig
+from consumer.decode import StreamContext
+from consumer.events import ChangeEvent
+from consumer.sinks.base import Failure
+from consumer.sinks.registry import register
+
+
+@register("log")
+class LogSink:
+    def __init__(self, config: LogSinkConfig, context: StreamContext) -> None:
+        self.name = config.name
+        self._fields = config.fields
+        self._log = structlog.get_logger("consumer.sinks.log").bind(sink=config.name, table=context.table)
+
+    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+        for event in batch:
+            self._log.info("change", **self._line(event))
+        return ()
+
+    def _line(self, event: ChangeEvent) -> dict[str, Any]:
+        image = event.image
+        line: dict[str, Any] = {
+            "event_name": event.event_name.value,
+            "keys": event.keys,
+            "event_id": event.event_id,
+            "sequence_number": event.sequence_number,
+        }
+        if event.changed:
+            line["changed"] = list(event.changed)
+        if event.is_ttl_delete:
+            line["ttl_delete"] = True
+        for field in self._fields:
+            if field in image:
+                line[field] = image[field]
+        return line
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,234 @@
+"""`consumer run`: check the environment, render the KCL properties, run the JVM bridge, forward signals.
+
+The JVM starts one `python -m consumer.processor` child per shard lease. Signals go to the JVM only (it is
+started in its own process group); its shutdown hook asks every child to checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from consumer.aws import resolve_stream_arn
+from consumer.config import Config
+from consumer.errors import StartupError
+from consumer.processor import RESOLVED_CONFIG_ENV
+
+log = structlog.get_logger("consumer.supervisor")
+
+KCL_DIR = Path(__file__).resolve().parent / "kcl"
+DEFAULT_JARS_DIR = KCL_DIR / "jars"
+BRIDGE_JAR = "streams-bridge.jar"
+BRIDGE_CLASS = "StreamsBridge"
+_REQUIRED_JARS = (
+    "amazon-kinesis-client-multilang-",
+    "amazon-kinesis-client-",
+    "dynamodb-streams-kinesis-adapter-",
+)
+# Beyond the grace the JVM halts itself; this backstop only covers a JVM that cannot even do that.
+_KILL_BACKSTOP_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1
+
+# Properties the supervisor renders from the config; engine.kcl_properties may not override them.
+RENDERED_KEYS = frozenset(
+    {
+        "executableName",
+        "processingLanguage",
+        "applicationName",
+        "streamName",
+        "dynamoDbStreamArn",
+        "regionName",
+        "AwsCredentialsProvider",
+        "initialPositionInStream",
+        "maxRecords",
+        "idleTimeBetweenReadsInMillis",
+        "shutdownGraceMillis",
+        "workerId",
+        "dynamoDBEndpoint",
+        "dynamoDBStreamsEndpoint",
+        "cloudWatchEndpoint",
+        "streamsMaxAttempts",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    java: str
+    jars_dir: Path
+
+
+def find_engine(config: Config, environ: Mapping[str, str] | None = None) -> Engine:
+    environ = os.environ if environ is None else environ
+    java = config.engine.java
+    if java is None:
+        java_home = environ.get("JAVA_HOME")
+        candidate = Path(java_home) / "bin" / "java" if java_home else None
+        java = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
+    elif not (Path(java).is_file() or shutil.which(java)):
+        raise StartupError(f"engine.java: {java} not found")
+    if not java:
+        raise StartupError("Java not found: install a Java 17+ runtime, or set JAVA_HOME or engine.java")
+    jars_dir = config.engine.jars_dir or DEFAULT_JARS_DIR
+    names = [p.name for p in jars_dir.glob("*.jar")] if jars_dir.is_dir() else []
+    missing = [prefix for prefix in (*_REQUIRED_JARS, BRIDGE_JAR) if not any(n.startswith(prefix) for n in names)]
+    if missing:
+        raise StartupError(f"KCL jars missing in {jars_dir} ({', '.join(missing)}): run `make jars`")
+    return Engine(java=java, jars_dir=jars_dir)
+
+
+def render_properties(config: Config, stream_arn: str, worker_id: str, python: str) -> str:
+    source = config.source
+    values: dict[str, object] = {
+        "executableName": f"{python} -m consumer.processor",
+        "processingLanguage": f"python/{sys.version_info.major}.{sys.version_info.minor}",
+        "applicationName": config.application_name,
+        # multilang insists on a stream name; the bridge reads dynamoDbStreamArn (streamArn must be a Kinesis ARN).
+        "streamName": stream_arn,
+        "dynamoDbStreamArn": stream_arn,
+        "regionName": source.region,
+        "AwsCredentialsProvider": "DefaultCredentialsProvider",
+        "initialPositionInStream": source.starting_position.value,
+        "maxRecords": source.max_records,
+        "idleTimeBetweenReadsInMillis": source.poll_interval_ms,
+        "shutdownGraceMillis": int(config.shutdown_grace_seconds * 1000),
+        "workerId": worker_id,
+        "streamsMaxAttempts": config.engine.streams_max_attempts,
+        # KCL's CloudWatch metrics cost money and need IAM rights; this service exports its own.
+        "metricsLevel": "NONE",
+    }
+    if source.endpoint_url:
+        for key in ("dynamoDBEndpoint", "dynamoDBStreamsEndpoint", "cloudWatchEndpoint"):
+            values[key] = source.endpoint_url
+    overrides = dict(config.engine.kcl_properties)
+    clashes = sorted(RENDERED_KEYS & overrides.keys())
+    if clashes:
+        raise StartupError(f"engine.kcl_properties: set by the service, not here: {', '.join(clashes)}")
+    values.update(overrides)
+    lines = ["# Rendered by `consumer run`; do not edit."]
+    lines += [f"{_escape(key)} = {_escape(_format(value))}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    # java.util.Properties treats backslash as an escape and a newline as the end of the value.
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def default_worker_id() -> str:
+    # The hostname is the pod or task name in a container; the suffix keeps a restarted container with the same
+    # name from being taken for the worker that died.
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+def run(config: Config) -> int:
+    """Start the engine and block until it exits; returns the JVM's exit status."""
+    engine = find_engine(config)
+    python = sys.executable
+    if " " in python:
+        raise StartupError(f"the Python path {python!r} contains a space, which the KCL cannot pass to a child")
+    stream_arn = resolve_stream_arn(config.source)
+    worker_id = config.engine.worker_id or default_worker_id()
+    resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})
+    workdir = Path(tempfile.mkdtemp(prefix="consumer-"))
+    try:
+        properties = workdir / "kcl.properties"
+        properties.write_text(render_properties(resolved, stream_arn, worker_id, python), encoding="utf-8")
+        resolved_path = workdir / "config.json"
+        resolved_path.write_text(resolved.model_dump_json(), encoding="utf-8")
+        command = [
+            engine.java,
+            *config.engine.jvm_options,
+            f"-Dlogback.configurationFile={KCL_DIR / 'logback.xml'}",
+            f"-Dconsumer.kcl.logLevel={config.engine.log_level}",
+            "-cp",
+            f"{engine.jars_dir}{os.sep}*",
+            BRIDGE_CLASS,
+            str(properties),
+        ]
+        env = {**os.environ, RESOLVED_CONFIG_ENV: str(resolved_path), "PYTHONUNBUFFERED": "1"}
+        if config.source.region:
+            env.setdefault("AWS_REGION", config.source.region)
+        log.info(
+            "starting engine",
+            application=config.application_name,
+            stream_arn=stream_arn,
+            worker_id=worker_id,
+            starting_position=config.source.starting_position.value,
+        )
+        return _run_jvm(command, env, config.shutdown_grace_seconds)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float) -> int:
+    try:
+        # preexec_fn is unsafe only with threads running, and the supervisor has none at this point.
+        jvm = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+    except OSError as error:
+        raise StartupError(f"cannot start Java ({command[0]}): {error.strerror}") from error
+    stop_deadline: float | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        del frame
+        nonlocal stop_deadline
+        if stop_deadline is None:
+            stop_deadline = time.monotonic() + grace_seconds + _KILL_BACKSTOP_SECONDS
+            log.info(
+                "stopping: signal forwarded to the engine",
+                signal=signal.Signals(signum).name,
+                grace_seconds=grace_seconds,
+            )
+        jvm.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                status = jvm.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                    log.error("engine did not stop within the grace period; killing it")
+                    jvm.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if status == 0:
+        log.info("engine stopped")
+    else:
+        log.error("engine exited", status=status)
+    return status
+
+
+def _die_with_parent() -> None:
+    # If the supervisor is killed outright, take the JVM (and so its children) with it rather than leave a
+    # worker nobody supervises holding leases.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

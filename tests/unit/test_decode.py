@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from conftest import STREAM_ARN
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.decode import (
+    StreamContext,
+    decode_record,
+    decode_value,
+    encode_value,
+    table_of,
+    to_lambda_record,
+)
+from consumer.errors import DecodeError
+from consumer.events import EventName
+from consumer.payloads import dumps
+
+CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
+
+
+def _decode(record: dict[str, Any]) -> Any:
+    return decode_record(json.dumps(record).encode(), CONTEXT)
+
+
+def test_every_dynamodb_type_decodes_exactly(load_fixture: Any) -> None:
+    event = _decode(load_fixture("all_types_record.json"))
+    new = event.new_image
+    assert event.event_name is EventName.MODIFY
+    assert event.table == "products"
+    assert event.keys == {"productId": "prod-123"}
+    assert new["price"] == Decimal("19.99")
+    # 38 significant digits survive: no float anywhere on the way.
+    assert str(new["stock"]) == "12345678901234567890123456789012345678"
+    assert new["tiny"] == Decimal("-1E-36")
+    assert new["thumbnail"] == b"\x00\x01\x02\x03\xff"
+    assert new["active"] is True
+    assert new["discontinued"] is None
+    assert new["tags"] == frozenset({"usb", "wireless"})
+    assert new["sizes"] == frozenset({Decimal(1), Decimal("2.5"), Decimal(10)})
+    assert new["blobs"] == frozenset({b"\x01", b"\x02"})
+    assert new["dimensions"] == {"width": Decimal("6.2"), "box": {"depth": Decimal(3), "unit": "cm"}}
+    assert new["history"] == [Decimal("25.99"), "sale", False, [], {}]
+    assert event.sequence_number == "1100000000017454423010"
+    assert event.size_bytes == 812
+    assert event.approximate_creation == datetime(2024, 11, 28, 13, 20, 0, 123000, tzinfo=UTC)
+    assert event.user_identity is None
+    assert not event.is_ttl_delete
+
+
+def test_changed_lists_only_attributes_that_differ(load_fixture: Any) -> None:
+    event = _decode(load_fixture("all_types_record.json"))
+    # Sets in another order are the same set; an added and a removed attribute both count as changed.
+    assert event.changed == ("category", "legacyCode", "price")
+
+
+def test_changed_distinguishes_a_bool_from_a_number() -> None:
+    record = _record("MODIFY", old={"k": {"S": "a"}, "flag": {"N": "1"}}, new={"k": {"S": "a"}, "flag": {"BOOL": True}})
+    assert _decode(record).changed == ("flag",)
+
+
+def test_ttl_delete_is_recognised_and_empty_new_image_is_absent(load_fixture: Any) -> None:
+    event = _decode(load_fixture("ttl_delete_record.json"))
+    assert event.event_name is EventName.REMOVE
+    assert event.is_ttl_delete
+    assert event.new_image is None
+    assert event.old_image == {"productId": "prod-9", "expiresAt": Decimal(1732800000)}
+    assert event.image == event.old_image
+
+
+def test_lambda_shape_has_arn_and_creation_time_in_seconds(load_fixture: Any) -> None:
+    raw = load_fixture("ttl_delete_record.json")
+    lambda_record = to_lambda_record(_decode(raw), CONTEXT)
+    assert lambda_record["eventSourceARN"] == STREAM_ARN
+    assert lambda_record["dynamodb"]["ApproximateCreationDateTime"] == 1732800001
+    assert lambda_record["dynamodb"]["Keys"] == raw["dynamodb"]["Keys"]
+    assert lambda_record["userIdentity"] == {"principalId": "dynamodb.amazonaws.com", "type": "Service"}
+    assert lambda_record["eventSource"] == "aws:dynamodb"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\xff\xfe not utf-8", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"eventName": "INSERT"}', "dynamodb is missing"),
+        (
+            json.dumps({"eventName": "INSERT", "dynamodb": {"Keys": {"k": {"S": "a"}}}}).encode(),
+            "eventID is missing",
+        ),
+        (json.dumps({"eventID": "e", "eventName": "UPSERT", "dynamodb": {}}).encode(), "unknown eventName"),
+    ],
+)
+def test_malformed_records_raise_decode_error(data: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_record(data, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ({"N": "abc"}, "not a number"),
+        ({"N": "NaN"}, "not a finite number"),
+        ({"B": "***"}, "invalid base64"),
+        ({"X": "?"}, "unknown DynamoDB type"),
+        ({"S": "a", "N": "1"}, "one DynamoDB type descriptor"),
+        ({"NULL": False}, "NULL must be true"),
+    ],
+)
+def test_malformed_values_raise_decode_error(typed: dict[str, Any], message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_value(typed)
+
+
+def test_table_of_rejects_non_stream_arns() -> None:
+    assert table_of(STREAM_ARN) == "products"
+    with pytest.raises(ValueError, match="not a DynamoDB stream ARN"):
+        table_of("arn:aws:kinesis:us-east-1:123456789012:stream/products")
+
+
+_decimals = st.decimals(allow_nan=False, allow_infinity=False)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=20),
+    _decimals,
+    st.binary(max_size=16),
+    st.frozensets(st.text(max_size=8), min_size=1, max_size=4),
+    st.frozensets(_decimals, min_size=1, max_size=4),
+    st.frozensets(st.binary(max_size=8), min_size=1, max_size=4),
+)
+_values = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_values)
+def test_encode_then_decode_round_trips_exactly(value: Any) -> None:
+    wire = json.loads(json.dumps(encode_value(value)))
+    decoded = decode_value(wire)
+    # dumps writes Decimals digit for digit and types distinctly, so equal text means an exact round trip.
+    assert dumps(decoded) == dumps(value)
+    assert type(decoded) is type(value)
+
+
+def _record(event_name: str, *, old: dict[str, Any] | None = None, new: dict[str, Any] | None = None) -> dict[str, Any]:
+    dynamodb: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1732800000000,
+        "Keys": {"k": {"S": "a"}},
+        "SequenceNumber": "1",
+        "SizeBytes": 1,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        dynamodb["OldImage"] = old
+    if new is not None:
+        dynamodb["NewImage"] = new
+    return {"eventID": "e1", "eventName": event_name, "dynamodb": dynamodb}
