@@ -34,16 +34,20 @@ class MotoServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_seconds: float = 30.0) -> Self:
-        log_file = self._log_path.open("ab") if self._log_path else subprocess.DEVNULL
+        log_file = self._log_path.open("ab") if self._log_path else None
+        output = log_file if log_file is not None else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log_file,
-                stderr=log_file,
+                stdout=output,
+                stderr=output,
                 stdin=subprocess.DEVNULL,
             )
         except OSError as error:
             raise StartupError(f"cannot start the moto server: {error.strerror}") from error
+        finally:
+            if log_file is not None:
+                log_file.close()  # the server holds its own descriptor
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -17,7 +17,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,9 +57,10 @@ class _KclCheckpointer:
 
 
 class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
-    def __init__(self, pipeline: Pipeline, context: StreamContext) -> None:
+    def __init__(self, pipeline: Pipeline, context: StreamContext, sleep: Callable[[float], None] = time.sleep) -> None:
         self._pipeline = pipeline
         self._context = context
+        self._sleep = sleep
         self._shard_id = "unknown"
         self._last_settled: str | None = None
         self._last_checkpointed: str | None = None
@@ -101,13 +103,14 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         # The KCL requires this checkpoint before the shard's children may start.
-        checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None)
+        checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None, sleep=self._sleep)
         log.info("shard ended", last_settled=self._last_settled)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         if self._lease_lost:
             return
-        self._checkpoint(_KclCheckpointer(shutdown_requested_input.checkpointer), self._last_settled)
+        # Written even when the last batch's checkpoint already covers it: a cheap, explicit final position.
+        self._checkpoint(_KclCheckpointer(shutdown_requested_input.checkpointer), self._last_settled, force=True)
         log.info("shutdown requested; checkpoint written", checkpoint=self._last_checkpointed)
 
     def _decode(self, records: Sequence[Any]) -> list[ChangeEvent]:
@@ -125,11 +128,11 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                 )
         return events
 
-    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str | None) -> None:
-        if sequence_number is not None and sequence_number == self._last_checkpointed:
+    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str | None, *, force: bool = False) -> None:
+        if not force and sequence_number is not None and sequence_number == self._last_checkpointed:
             return
         try:
-            checkpoint(checkpointer, sequence_number)
+            checkpoint(checkpointer, sequence_number, sleep=self._sleep)
         except LeaseLostError:
             self._lease_lost = True
             log.warning("checkpoint refused: lease lost", sequence_number=sequence_number)

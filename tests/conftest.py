@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"
 
 
 @pytest.fixture
@@ -16,3 +15,10 @@ def load_fixture() -> Any:
         return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
     return load
+
+
+@pytest.fixture(autouse=True)
+def _json_logs() -> None:
+    from consumer.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging("DEBUG", json_output=True)

@@ -6,9 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import STREAM_ARN
 from hypothesis import given
 from hypothesis import strategies as st
+from samples import STREAM_ARN
 
 from consumer.decode import (
     StreamContext,

@@ -1,0 +1,189 @@
+"""The record processor driven through kclpy's real protocol loop, with the daemon's messages in memory."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from amazon_kclpy import kcl
+from samples import STREAM_ARN
+
+from consumer.decode import StreamContext
+from consumer.delivery import Pipeline, RetryPolicy
+from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.events import ChangeEvent
+from consumer.processor import EXIT_UNDELIVERED, RecordProcessor
+from consumer.sinks.base import Failure
+
+CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
+
+
+class RecordingSink:
+    name = "recording"
+
+    def __init__(self, errors: Sequence[Exception] = ()) -> None:
+        self.events: list[ChangeEvent] = []
+        self._errors = list(errors)
+
+    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+        if self._errors:
+            raise self._errors.pop(0)
+        self.events.extend(batch)
+        return ()
+
+    def close(self) -> None:
+        return None
+
+
+def _stream_record(sequence: str, product: str, event_name: str = "INSERT") -> dict[str, Any]:
+    payload = {
+        "eventID": f"id-{sequence}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1732800000000,
+            "Keys": {"productId": {"S": product}},
+            "NewImage": {"productId": {"S": product}, "price": {"N": "25.99"}},
+            "SequenceNumber": sequence,
+            "SizeBytes": 40,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    return _kcl_record(sequence, json.dumps(payload).encode())
+
+
+def _kcl_record(sequence: str, data: bytes) -> dict[str, Any]:
+    return {
+        "action": "record",
+        "data": base64.b64encode(data).decode(),
+        "partitionKey": sequence,
+        "sequenceNumber": sequence,
+        "subSequenceNumber": 0,
+        "approximateArrivalTimestamp": 1732800000000,
+    }
+
+
+INITIALIZE = {"action": "initialize", "shardId": "shardId-1", "sequenceNumber": "TRIM_HORIZON", "subSequenceNumber": 0}
+
+
+def _process(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"action": "processRecords", "records": list(records), "millisBehindLatest": 0}
+
+
+def _checkpoint_reply(sequence: str | None, error: str | None = None) -> dict[str, Any]:
+    return {"action": "checkpoint", "sequenceNumber": sequence, "subSequenceNumber": None, "error": error}
+
+
+def _run(sink: RecordingSink, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+    """Feed messages to kclpy's loop; return what the child wrote back."""
+    stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
+    stdout = io.StringIO()
+    pipeline = Pipeline([sink], retry=RetryPolicy(max_attempts=2, base_delay_seconds=0), sleep=lambda _: None)
+    processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None)
+    kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=io.StringIO()).run()
+    return [json.loads(line) for line in stdout.getvalue().splitlines() if line.strip()]
+
+
+def _actions(output: list[dict[str, Any]]) -> list[str]:
+    return [m["action"] if m["action"] != "status" else f"status:{m['responseFor']}" for m in output]
+
+
+def test_batch_is_delivered_then_checkpointed_at_its_last_sequence_number() -> None:
+    sink = RecordingSink()
+    long_sequence = "4" * 40  # passed back as the exact string, never through int
+    output = _run(
+        sink,
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1"), _stream_record(long_sequence, "prod-2")),
+        _checkpoint_reply(long_sequence),
+    )
+    assert [e.keys["productId"] for e in sink.events] == ["prod-1", "prod-2"]
+    assert _actions(output) == ["status:initialize", "checkpoint", "status:processRecords"]
+    assert output[1]["sequenceNumber"] == long_sequence
+
+
+def test_lease_lost_never_checkpoints() -> None:
+    output = _run(RecordingSink(), INITIALIZE, {"action": "leaseLost"})
+    assert _actions(output) == ["status:initialize", "status:leaseLost"]
+
+
+def test_shard_ended_checkpoints_the_shard_end() -> None:
+    output = _run(RecordingSink(), INITIALIZE, {"action": "shardEnded"}, _checkpoint_reply(None))
+    assert _actions(output) == ["status:initialize", "checkpoint", "status:shardEnded"]
+    assert output[1]["sequenceNumber"] is None
+
+
+def test_shutdown_requested_checkpoints_the_last_settled_record() -> None:
+    output = _run(
+        RecordingSink(),
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1")),
+        _checkpoint_reply("100"),
+        {"action": "shutdownRequested"},
+        _checkpoint_reply("100"),
+    )
+    assert _actions(output) == [
+        "status:initialize",
+        "checkpoint",
+        "status:processRecords",
+        "checkpoint",
+        "status:shutdownRequested",
+    ]
+    assert output[3]["sequenceNumber"] == "100"
+
+
+def test_throttled_checkpoint_is_retried() -> None:
+    output = _run(
+        RecordingSink(),
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1")),
+        _checkpoint_reply("100", error="ThrottlingException"),
+        _checkpoint_reply("100"),
+    )
+    assert _actions(output) == ["status:initialize", "checkpoint", "checkpoint", "status:processRecords"]
+
+
+def test_checkpoint_refused_for_a_lost_lease_stops_checkpointing() -> None:
+    output = _run(
+        RecordingSink(),
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1")),
+        _checkpoint_reply("100", error="ShutdownException"),
+        {"action": "shutdownRequested"},
+    )
+    assert _actions(output) == ["status:initialize", "checkpoint", "status:processRecords", "status:shutdownRequested"]
+
+
+def test_transient_sink_error_is_retried_before_the_checkpoint() -> None:
+    sink = RecordingSink(errors=[TransientDeliveryError("503")])
+    output = _run(sink, INITIALIZE, _process(_stream_record("100", "prod-1")), _checkpoint_reply("100"))
+    assert len(sink.events) == 1
+    assert _actions(output) == ["status:initialize", "checkpoint", "status:processRecords"]
+
+
+def test_undeliverable_batch_exits_without_checkpoint() -> None:
+    sink = RecordingSink(errors=[PermanentDeliveryError("400 bad request")])
+    with pytest.raises(SystemExit) as exited:
+        _run(sink, INITIALIZE, _process(_stream_record("100", "prod-1")))
+    assert exited.value.code == EXIT_UNDELIVERED
+    assert sink.events == []
+
+
+def test_undecodable_record_is_logged_whole_and_the_rest_delivered(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = RecordingSink()
+    bad = _kcl_record("101", b"\x00 not json")
+    output = _run(
+        sink,
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1"), bad, _stream_record("102", "prod-3")),
+        _checkpoint_reply("102"),
+    )
+    assert [e.sequence_number for e in sink.events] == ["100", "102"]
+    assert output[1]["sequenceNumber"] == "102"
+    assert base64.b64encode(b"\x00 not json").decode() in capsys.readouterr().err
