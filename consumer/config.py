@@ -23,9 +23,11 @@ from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ConfigError, ConfigProblem
 
 ENV_PREFIX = "CONSUMER_"
+ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
 MAX_RECORDS_LIMIT = 1000  # the Streams GetRecords limit, enforced again by the adapter
 
 # KCL application names become DynamoDB table names (plus -CoordinatorState / -WorkerMetricStats suffixes).
+_NUMERIC_KCL_PROPERTY = re.compile(r"(Millis|Seconds|Attempts|Threads|Count|Capacity|Percentage|Frequency|Records)$")
 _APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
 
 
@@ -68,7 +70,7 @@ class SourceConfig(_Frozen):
     @model_validator(mode="after")
     def _one_stream(self) -> SourceConfig:
         if not self.table_name and not self.stream_arn:
-            raise ValueError("set table_name (the latest stream is used) or stream_arn")
+            raise ValueError(ONE_STREAM_MESSAGE)
         return self
 
 
@@ -111,6 +113,20 @@ class EngineConfig(_Frozen):
     streams_max_attempts: Annotated[int, Field(ge=1, le=20)] = 10
     # Passed to the KCL as-is (e.g. failoverTimeMillis). Keys this service renders itself are refused.
     kcl_properties: Mapping[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("kcl_properties")
+    @classmethod
+    def _numeric_kcl_properties(cls, value: Mapping[str, object]) -> Mapping[str, object]:
+        # The KCL's property parser turns a value it cannot convert into 0 without a word (failoverTimeMillis=0
+        # would make every lease expire at once), so the numeric ones are checked here.
+        wrong = [
+            key
+            for key, item in value.items()
+            if _NUMERIC_KCL_PROPERTY.search(key) and not re.fullmatch(r"-?\d+", str(item).strip())
+        ]
+        if wrong:
+            raise ValueError(f"must be whole numbers: {', '.join(sorted(wrong))}")
+        return value
 
 
 class Config(_Frozen):
@@ -164,7 +180,13 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], sou
     try:
         return Config.model_validate(merged)
     except ValidationError as error:
-        raise ConfigError([_problem(e) for e in error.errors()], source) from None
+        problems = [_problem(e) for e in error.errors()]
+        # Cross-field rules run only once every field is valid; report them with the field errors anyway.
+        if isinstance(source_section, dict) and not (
+            source_section.get("table_name") or source_section.get("stream_arn")
+        ):
+            problems.append(ConfigProblem("source", ONE_STREAM_MESSAGE))
+        raise ConfigError(list(dict.fromkeys(problems)), source) from None
 
 
 def _problem(error: Mapping[str, Any]) -> ConfigProblem:
