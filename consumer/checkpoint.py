@@ -14,7 +14,9 @@ log = structlog.get_logger("consumer.checkpoint")
 
 # Names the KCL sends back in a checkpoint reply (KCL exceptions' simple names).
 _LEASE_LOST = {"ShutdownException"}
-_RETRYABLE = {"ThrottlingException", "KinesisClientLibDependencyException", "InvalidStateException"}
+_RETRYABLE = {"ThrottlingException", "KinesisClientLibDependencyException"}
+# Not retried: InvalidStateException means the lease table or the protocol is in a state a retry cannot fix
+# (kclpy also raises it when the reply it read was not a checkpoint reply).
 
 
 class Checkpointer(Protocol):

@@ -28,6 +28,7 @@ MAX_RECORDS_LIMIT = 1000  # the Streams GetRecords limit, enforced again by the 
 
 # KCL application names become DynamoDB table names (plus -CoordinatorState / -WorkerMetricStats suffixes).
 _NUMERIC_KCL_PROPERTY = re.compile(r"(Millis|Seconds|Attempts|Threads|Count|Capacity|Percentage|Frequency|Records)$")
+_KCL_PROPERTY_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9.]*$")
 _APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
 
 
@@ -108,7 +109,7 @@ class EngineConfig(_Frozen):
     java: str | None = None  # default: $JAVA_HOME/bin/java, then java on PATH
     jars_dir: Path | None = None  # default: the jars `make jars` put beside the package
     jvm_options: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
-    worker_id: str | None = None  # default: hostname:pid
+    worker_id: str | None = None  # default: the hostname plus a random suffix
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     streams_max_attempts: Annotated[int, Field(ge=1, le=20)] = 10
     # Passed to the KCL as-is (e.g. failoverTimeMillis). Keys this service renders itself are refused.
@@ -126,6 +127,9 @@ class EngineConfig(_Frozen):
         ]
         if wrong:
             raise ValueError(f"must be whole numbers: {', '.join(sorted(wrong))}")
+        malformed = [key for key in value if not _KCL_PROPERTY_KEY.match(key)]
+        if malformed:
+            raise ValueError(f"not KCL property names: {', '.join(sorted(malformed))}")
         return value
 
 
@@ -210,17 +214,29 @@ def _fill_from_aws_env(source: dict[str, Any], environ: Mapping[str, str]) -> No
 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], source: str) -> dict[str, Any]:
     problems: list[ConfigProblem] = []
+    top_level = set(Config.model_fields)
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name == "CONSUMER_RESOLVED_CONFIG":
+        segments = name.removeprefix(ENV_PREFIX).split("__")
+        # Only variables naming a setting: Kubernetes injects CONSUMER_SERVICE_HOST, CONSUMER_PORT, ... for a
+        # Service called "consumer", and those must not be taken for configuration.
+        if not name.startswith(ENV_PREFIX) or segments[0].lower() not in top_level:
             continue
-        path = [part.lower() for part in name.removeprefix(ENV_PREFIX).split("__")]
+        path = _env_path(segments)
         try:
             _set_path(data, path, _env_value(environ[name]))
-        except (LookupError, TypeError, ValueError):
+        except (LookupError, TypeError, ValueError, AttributeError):
             problems.append(ConfigProblem(".".join(path), f"cannot apply environment variable {name}"))
     if problems:
         raise ConfigError(problems, source)
     return data
+
+
+def _env_path(segments: list[str]) -> list[str]:
+    # Settings are lower-case; the keys of free-form mappings (KCL property names) keep their case.
+    path: list[str] = []
+    for segment in segments:
+        path.append(segment if path[-2:] == ["engine", "kcl_properties"] else segment.lower())
+    return path
 
 
 def _env_value(text: str) -> Any:
@@ -233,7 +249,12 @@ def _set_path(data: Any, path: list[str], value: Any) -> None:
     *parents, leaf = path
     node = data
     for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            if node.get(part) is None:  # absent, or left empty in the YAML ("engine:")
+                node[part] = {}
+            node = node[part]
     if isinstance(node, list):
         node[int(leaf)] = value
     else:

@@ -48,13 +48,23 @@ def table_of(stream_arn: str) -> str:
 def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:
     """Decode the adapter's JSON (already base64-decoded by kclpy) into a ChangeEvent."""
     try:
-        # parse_float/parse_int keep the JSON numbers the adapter writes (size, timestamp) exact as well.
-        record = json.loads(data, parse_float=Decimal)
+        # parse_float keeps the JSON numbers the adapter writes (size, timestamp) exact as well.
+        record = json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DecodeError(f"record is not JSON: {error}") from error
     if not isinstance(record, dict):
         raise DecodeError("record is not a JSON object")
-    return event_from_record(record, context)
+    try:
+        return event_from_record(record, context)
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, OverflowError) as error:
+        # Whatever the shape checks did not anticipate is still a bad record, never a crash.
+        raise DecodeError(f"malformed record: {type(error).__name__}: {error}") from error
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"record is not JSON: {name} is not a JSON number")
 
 
 def event_from_record(record: Mapping[str, Any], context: StreamContext) -> ChangeEvent:
@@ -190,7 +200,7 @@ def _number(raw: Any, path: str) -> Decimal:
 def _binary(raw: Any, path: str) -> bytes:
     try:
         return base64.b64decode(_expect(raw, str, path), validate=True)
-    except binascii.Error as error:
+    except (binascii.Error, ValueError) as error:
         raise DecodeError(f"{path}: invalid base64: {error}") from error
 
 

@@ -22,9 +22,10 @@ log = structlog.get_logger("consumer.delivery")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 5
-    base_delay_seconds: float = 0.2
-    max_delay_seconds: float = 5.0
+    # About half a minute of waiting in the worst case: rides out a short outage without restarting the worker.
+    max_attempts: int = 8
+    base_delay_seconds: float = 0.5
+    max_delay_seconds: float = 10.0
 
     def delay(self, attempt: int) -> float:
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
@@ -66,6 +67,9 @@ class Pipeline:
                 failures = sink.send(pending)
             except DeliveryError as error:
                 last_error: DeliveryError = error
+            except Exception as error:
+                log.exception("sink raised an untyped error", sink=sink.name)
+                last_error = PermanentDeliveryError(f"{type(error).__name__}: {error}")
             else:
                 if not failures:
                     return

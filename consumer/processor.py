@@ -4,15 +4,17 @@ Run as `python -m consumer.processor`. stdout carries the multilang protocol, so
 private for kclpy and file descriptor 1 is pointed at stderr: a stray print() (ours, or a user's handler's)
 lands in the log instead of corrupting the protocol.
 
-kclpy acknowledges a batch even when process_records raised, which would silently skip it. So nothing escapes
-process_records undecided: every record is delivered before the checkpoint moves past it, and a batch that
-cannot be delivered ends this process with a non-zero status, which stops the JVM; the orchestrator restarts
-the service and the batch is read again from the last checkpoint.
+kclpy acknowledges a batch even when process_records raised, which would silently skip it. So no exception
+reaches kclpy: every decodable record is delivered before the checkpoint moves past it, and a batch that cannot
+be delivered (or any unexpected error) ends this process with a non-zero status, which stops the JVM; the
+orchestrator restarts the service and the records are read again from the last checkpoint. A record that cannot
+be decoded is logged whole (its exact bytes) and passed over.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import signal
@@ -34,11 +36,11 @@ from consumer.delivery import Pipeline, UndeliveredError
 from consumer.errors import DecodeError, LeaseLostError
 from consumer.events import ChangeEvent
 from consumer.logs import configure_logging
-from consumer.payloads import plain
 from consumer.sinks import build_sink
 
 RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
 EXIT_UNDELIVERED = 3
+EXIT_FAILED = 4
 
 log = structlog.get_logger("consumer.processor")
 
@@ -56,6 +58,29 @@ class _KclCheckpointer:
             raise classify(str(error.value)) from None
 
 
+def _decided(method: Callable[..., None]) -> Callable[..., None]:
+    """Let no exception reach kclpy, which would acknowledge the batch and so skip it.
+
+    An unexpected error ends the child with a non-zero status instead: the JVM stops, the orchestrator restarts
+    the service, and the records since the last checkpoint are read again.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: RecordProcessor, message: Any) -> None:
+        try:
+            method(self, message)
+        except SystemExit:
+            raise
+        except Exception:
+            log.exception(
+                "unexpected error; exiting so the records are read again from the last checkpoint",
+                action=method.__name__,
+            )
+            _exit(EXIT_FAILED)
+
+    return guarded
+
+
 class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     def __init__(self, pipeline: Pipeline, context: StreamContext, sleep: Callable[[float], None] = time.sleep) -> None:
         self._pipeline = pipeline
@@ -66,14 +91,20 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         self._last_checkpointed: str | None = None
         self._lease_lost = False
 
+    @_decided
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
         structlog.contextvars.bind_contextvars(shard_id=self._shard_id)
         log.info("shard started", start_after=initialize_input.sequence_number)
 
+    @_decided
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
-        if not records or self._lease_lost:
+        if not records:
+            return
+        if self._lease_lost:
+            # Another worker reads this shard from our last checkpoint; these records are its to deliver.
+            log.info("records after lease loss left to the new owner", count=len(records))
             return
         first, last = records[0].sequence_number, records[-1].sequence_number
         structlog.contextvars.bind_contextvars(first_sequence=first, last_sequence=last)
@@ -87,7 +118,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                     sink=error.sink,
                     error=str(error.cause),
                     error_type=type(error.cause).__name__,
-                    undelivered=[plain(e) for e in error.events],
+                    undelivered=[{"keys": e.keys, "sequence_number": e.sequence_number} for e in error.events],
                 )
                 _exit(EXIT_UNDELIVERED)
             self._last_settled = last
@@ -95,21 +126,27 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         finally:
             structlog.contextvars.unbind_contextvars("first_sequence", "last_sequence")
 
+    @_decided
     def lease_lost(self, lease_lost_input: Any) -> None:
         del lease_lost_input
         # Another worker owns the shard now; a checkpoint would be refused, and must not be attempted.
         self._lease_lost = True
         log.info("lease lost", last_settled=self._last_settled)
 
+    @_decided
     def shard_ended(self, shard_ended_input: Any) -> None:
-        # The KCL requires this checkpoint before the shard's children may start.
+        # The KCL starts the shard's children only after this checkpoint. If it cannot be written, exiting is the
+        # only way out: the KCL would retry its shutdown task against a child that is already gone, and the
+        # children would wait forever. After the restart the shard is read to its end again.
         checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None, sleep=self._sleep)
         log.info("shard ended", last_settled=self._last_settled)
 
+    @_decided
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
-        if self._lease_lost:
+        if self._lease_lost or self._last_settled is None:
             return
-        # Written even when the last batch's checkpoint already covers it: a cheap, explicit final position.
+        # Sent even if the last batch's checkpoint covers it (the KCL then writes nothing): the final position is
+        # on record before the child goes.
         self._checkpoint(_KclCheckpointer(shutdown_requested_input.checkpointer), self._last_settled, force=True)
         log.info("shutdown requested; checkpoint written", checkpoint=self._last_checkpointed)
 
@@ -119,17 +156,18 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             try:
                 events.append(decode_record(record.binary_data, self._context))
             except DecodeError as error:
-                # Logged whole (base64 of the exact bytes the KCL sent) so that it can be recovered by hand.
+                # No dead-letter destination exists yet: the log line carries the exact bytes the KCL sent (base64),
+                # so the record can be recovered from the log stream.
                 log.error(
-                    "undecodable record",
+                    "undecodable record passed over",
                     error=str(error),
                     sequence_number=record.sequence_number,
                     data_base64=base64.b64encode(record.binary_data).decode("ascii"),
                 )
         return events
 
-    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str | None, *, force: bool = False) -> None:
-        if not force and sequence_number is not None and sequence_number == self._last_checkpointed:
+    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str, *, force: bool = False) -> None:
+        if not force and sequence_number == self._last_checkpointed:
             return
         try:
             checkpoint(checkpointer, sequence_number, sleep=self._sleep)

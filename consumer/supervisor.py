@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,11 +35,12 @@ KCL_DIR = Path(__file__).resolve().parent / "kcl"
 DEFAULT_JARS_DIR = KCL_DIR / "jars"
 BRIDGE_JAR = "streams-bridge.jar"
 BRIDGE_CLASS = "StreamsBridge"
-_REQUIRED_JARS = (
-    "amazon-kinesis-client-multilang-",
-    "amazon-kinesis-client-",
-    "dynamodb-streams-kinesis-adapter-",
-)
+_REQUIRED_JARS = {
+    "amazon-kinesis-client-multilang": re.compile(r"^amazon-kinesis-client-multilang-\d.*\.jar$"),
+    "amazon-kinesis-client": re.compile(r"^amazon-kinesis-client-\d.*\.jar$"),
+    "dynamodb-streams-kinesis-adapter": re.compile(r"^dynamodb-streams-kinesis-adapter-\d.*\.jar$"),
+    BRIDGE_JAR: re.compile(rf"^{re.escape(BRIDGE_JAR)}$"),
+}
 # Beyond the grace the JVM halts itself; this backstop only covers a JVM that cannot even do that.
 _KILL_BACKSTOP_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -85,7 +87,7 @@ def find_engine(config: Config, environ: Mapping[str, str] | None = None) -> Eng
         raise StartupError("Java not found: install a Java 17+ runtime, or set JAVA_HOME or engine.java")
     jars_dir = config.engine.jars_dir or DEFAULT_JARS_DIR
     names = [p.name for p in jars_dir.glob("*.jar")] if jars_dir.is_dir() else []
-    missing = [prefix for prefix in (*_REQUIRED_JARS, BRIDGE_JAR) if not any(n.startswith(prefix) for n in names)]
+    missing = [jar for jar, pattern in _REQUIRED_JARS.items() if not any(pattern.match(n) for n in names)]
     if missing:
         raise StartupError(f"KCL jars missing in {jars_dir} ({', '.join(missing)}): run `make jars`")
     return Engine(java=java, jars_dir=jars_dir)
@@ -131,8 +133,9 @@ def _format(value: object) -> str:
 
 
 def _escape(text: str) -> str:
-    # java.util.Properties treats backslash as an escape and a newline as the end of the value.
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    # java.util.Properties reads ISO-8859-1, treats backslash as an escape and a newline as the end of a value.
+    escaped = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return "".join(c if c.isascii() else f"\\u{ord(c):04x}" for c in escaped)
 
 
 def default_worker_id() -> str:
@@ -182,17 +185,8 @@ def run(config: Config) -> int:
 
 
 def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float) -> int:
-    try:
-        # preexec_fn is unsafe only with threads running, and the supervisor has none at this point.
-        jvm = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
-        )
-    except OSError as error:
-        raise StartupError(f"cannot start Java ({command[0]}): {error.strerror}") from error
+    jvm: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []
     stop_deadline: float | None = None
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -205,21 +199,41 @@ def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float) -> i
                 signal=signal.Signals(signum).name,
                 grace_seconds=grace_seconds,
             )
-        jvm.send_signal(signum)
+        if jvm is None:
+            pending.append(signum)  # arrived while the JVM was being started
+        else:
+            jvm.send_signal(signum)
 
+    # Installed before the JVM starts: a SIGTERM in between would otherwise kill the supervisor, and with it
+    # (PDEATHSIG) the JVM, before any checkpoint.
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        try:
+            # preexec_fn is unsafe only with threads running, and the supervisor has none at this point.
+            jvm = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+        except OSError as error:
+            raise StartupError(f"cannot start Java ({command[0]}): {error.strerror}") from error
+        for signum in pending:
+            jvm.send_signal(signum)
         while True:
             try:
                 status = jvm.wait(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
                 if stop_deadline is not None and time.monotonic() > stop_deadline:
-                    log.error("engine did not stop within the grace period; killing it")
-                    jvm.kill()
+                    log.error("engine did not stop within the grace period; killing it and its children")
+                    os.killpg(jvm.pid, signal.SIGKILL)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if status < 0:
+        status = 128 - status  # killed by a signal: report it the way a shell would
     if status == 0:
         log.info("engine stopped")
     else:

@@ -69,6 +69,7 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
 public final class StreamsBridge {
     private static final Logger log = LoggerFactory.getLogger(StreamsBridge.class);
     private static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean(false);
+    private static final AtomicBoolean SCHEDULER_FAILED = new AtomicBoolean(false);
 
     private StreamsBridge() {}
 
@@ -105,8 +106,10 @@ public final class StreamsBridge {
             return; // the shutdown hook owns the exit status
         }
         // The scheduler stopped on its own (e.g. initialisation failed for good). The multilang executor's threads
-        // are not daemons, so the JVM would otherwise linger.
+        // are not daemons, so the JVM would otherwise linger. exit() runs the shutdown hook, which must not turn this
+        // into a clean stop: the already-stopped scheduler reports its graceful shutdown as done at once.
         log.error("KCL scheduler stopped without a shutdown request");
+        SCHEDULER_FAILED.set(true);
         System.exit(1);
     }
 
@@ -123,6 +126,9 @@ public final class StreamsBridge {
             status = 1;
         } catch (Exception e) {
             log.error("graceful shutdown failed: {}", rootMessage(e));
+            status = 1;
+        }
+        if (SCHEDULER_FAILED.get()) {
             status = 1;
         }
         // halt, not exit: the JVM is already shutting down (exit would block), and a signal-triggered shutdown

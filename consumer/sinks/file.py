@@ -34,10 +34,20 @@ class FileSink:
         except OSError as error:
             raise TransientDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
         try:
-            written = os.write(fd, text)
-            if written != len(text):
-                raise TransientDeliveryError(f"short write to {self._path}")
-            os.fsync(fd)
+            end = os.fstat(fd).st_size
+            try:
+                complete = os.write(fd, text) == len(text)
+                if complete:
+                    os.fsync(fd)
+            except OSError:
+                complete = False
+                raise
+            finally:
+                if not complete:
+                    # A torn last line would glue itself to the retried batch's first line.
+                    os.ftruncate(fd, end)
+            if not complete:
+                raise TransientDeliveryError(f"short write to {self._path} (disk full?)")
         except OSError as error:
             raise TransientDeliveryError(f"cannot write {self._path}: {error.strerror}") from error
         finally:

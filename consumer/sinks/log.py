@@ -38,9 +38,10 @@ class LogSink:
             line["changed"] = list(event.changed)
         if event.is_ttl_delete:
             line["ttl_delete"] = True
-        for field in self._fields:
-            if field in image:
-                line[field] = image[field]
+        # Under their own key: an attribute called "event" or "level" must not collide with the line's fields.
+        selected = {field: image[field] for field in self._fields if field in image}
+        if selected:
+            line["item"] = selected
         return line
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ REPOSITORY = Path(__file__).parents[2]
 
 
 def _consumer(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # Without the AWS_* and CONSUMER_* variables other tests set: they would fill in what the files leave out.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONSUMER_"))}
     return subprocess.run(
-        [sys.executable, "-m", "consumer", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "consumer", *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 

@@ -30,6 +30,35 @@ def _quiet_period(worker: Worker, seconds: float = 4.0) -> list[dict[str, Any]]:
     return worker.events()
 
 
+# Every DynamoDB type, written through the real stream, serialised by the real adapter, decoded by the child.
+ALL_TYPES_ITEM = {
+    "productId": {"S": "all-types"},
+    "stock": {"N": "12345678901234567890123456789012345678"},
+    "ratio": {"N": "-0.000000000000000000000000000000000001"},
+    "thumbnail": {"B": b"\x00\x01\xff"},
+    "active": {"BOOL": True},
+    "discontinued": {"NULL": True},
+    "tags": {"SS": ["wireless", "usb"]},
+    "sizes": {"NS": ["10", "2.5"]},
+    "blobs": {"BS": [b"\x02", b"\x01"]},
+    "dimensions": {"M": {"box": {"M": {"depth": {"N": "3"}, "unit": {"S": "cm"}}}, "empty": {"M": {}}}},
+    "history": {"L": [{"N": "25.99"}, {"S": "sale"}, {"L": []}]},
+}
+ALL_TYPES_PLAIN = {
+    "productId": "all-types",
+    "stock": Decimal(12345678901234567890123456789012345678),
+    "ratio": Decimal("-1E-36"),
+    "thumbnail": "AAH/",
+    "active": True,
+    "discontinued": None,
+    "tags": ["usb", "wireless"],
+    "sizes": [Decimal("2.5"), Decimal(10)],
+    "blobs": ["AQ==", "Ag=="],
+    "dimensions": {"box": {"depth": Decimal(3), "unit": "cm"}, "empty": {}},
+    "history": [Decimal("25.99"), "sale", []],
+}
+
+
 def test_insert_modify_remove_reach_the_sink_in_order_with_their_images(
     dynamodb: Any, table: str, start_worker: StartWorker
 ) -> None:
@@ -47,7 +76,14 @@ def test_insert_modify_remove_reach_the_sink_in_order_with_their_images(
     )
     dynamodb.delete_item(TableName=table, Key=key)
 
-    events = worker.wait_for(lambda evs: [e["eventName"] for e in evs][-1:] == ["REMOVE"])
+    dynamodb.put_item(TableName=table, Item=ALL_TYPES_ITEM)
+
+    events = worker.wait_for(lambda evs: "all-types" in _ids(evs))
+    (all_types,) = [e for e in events if e["keys"]["productId"] == "all-types"]
+    assert json.loads(worker.events_path.read_text().splitlines()[-1], parse_float=Decimal)["new"] == ALL_TYPES_PLAIN
+    assert all_types["eventName"] == "INSERT"
+
+    events = [e for e in events if e["keys"]["productId"] == "prod-123"]
     assert [e["eventName"] for e in events] == ["INSERT", "MODIFY", "REMOVE"]
     insert, modify, remove = events
     parse = lambda line: json.loads(json.dumps(line), parse_float=Decimal)  # noqa: E731
@@ -70,10 +106,9 @@ def test_insert_modify_remove_reach_the_sink_in_order_with_their_images(
     # The log sink wrote one structured line per event with the seed's fields, on the same stream.
     log_lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
     changes = [line for line in log_lines if line.get("event") == "change"]
-    assert [c["event_name"] for c in changes] == ["INSERT", "MODIFY", "REMOVE"]
+    assert [c["event_name"] for c in changes] == ["INSERT", "MODIFY", "REMOVE", "INSERT"]
     assert changes[0]["keys"] == {"productId": "prod-123"}
-    assert changes[0]["name"] == "Wireless Mouse"
-    assert changes[0]["price"] == 25.99
+    assert changes[0]["item"] == {"name": "Wireless Mouse", "price": 25.99}
     assert worker.stop() == 0
 
 

@@ -130,3 +130,31 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, VALID), environ={})
     with pytest.raises(ValueError, match="frozen"):
         config.application_name = "other"  # type: ignore[misc]
+
+
+def test_unrelated_consumer_variables_are_ignored(tmp_path: Path) -> None:
+    # What Kubernetes injects for a Service named "consumer".
+    environ = {
+        "CONSUMER_SERVICE_HOST": "10.0.0.1",
+        "CONSUMER_PORT": "tcp://10.0.0.1:80",
+        "CONSUMER_RESOLVED_CONFIG": "x",
+    }
+    assert load_config(_write(tmp_path, VALID), environ=environ).application_name == "products-notifier"
+
+
+def test_kcl_property_names_keep_their_case_from_the_environment(tmp_path: Path) -> None:
+    environ = {"CONSUMER_ENGINE__KCL_PROPERTIES__failoverTimeMillis": "soon"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, VALID), environ=environ)
+    assert "must be whole numbers: failoverTimeMillis" in _problems(caught.value)["engine.kcl_properties"]
+
+
+def test_override_below_an_empty_section(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID + "engine:\n"), environ={"CONSUMER_ENGINE__LOG_LEVEL": "INFO"})
+    assert config.engine.log_level == "INFO"
+
+
+def test_malformed_kcl_property_names_are_refused(tmp_path: Path) -> None:
+    text = VALID + "engine:\n  kcl_properties:\n    'bad key = 1': x\n"
+    with pytest.raises(ConfigError, match="not KCL property names"):
+        load_config(_write(tmp_path, text), environ={})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -166,3 +167,60 @@ def _record(event_name: str, *, old: dict[str, Any] | None = None, new: dict[str
     if new is not None:
         dynamodb["NewImage"] = new
     return {"eventID": "e1", "eventName": event_name, "dynamodb": dynamodb}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=30,
+)
+_record_like = st.fixed_dictionaries(
+    {"eventID": _json, "eventName": st.sampled_from(["INSERT", "MODIFY", "REMOVE", "X"]) | _json},
+    optional={
+        "dynamodb": st.fixed_dictionaries(
+            {},
+            optional={
+                "Keys": _json,
+                "NewImage": _json,
+                "OldImage": _json,
+                "SequenceNumber": _json,
+                "ApproximateCreationDateTime": _json,
+                "SizeBytes": _json,
+            },
+        ),
+        "userIdentity": _json,
+    },
+)
+
+
+@given(st.one_of(_record_like, _json))
+def test_any_json_either_decodes_or_raises_decode_error(value: Any) -> None:
+    with contextlib.suppress(DecodeError):  # anything else fails the test
+        decode_record(json.dumps(value).encode(), CONTEXT)
+
+
+@given(st.binary(max_size=64))
+def test_any_bytes_either_decode_or_raise_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):  # anything else fails the test
+        decode_record(data, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"SizeBytes": None},
+        {"SizeBytes": "big"},
+        {"ApproximateCreationDateTime": 1e300},
+        {"NewImage": {"k": {"B": "é"}}},
+    ],
+)
+def test_odd_field_values_are_decode_errors(patch: dict[str, Any]) -> None:
+    record = _record("INSERT", new={"k": {"S": "a"}})
+    record["dynamodb"].update(patch)
+    with pytest.raises(DecodeError):
+        _decode(record)
+
+
+def test_nan_is_not_a_number_here() -> None:
+    with pytest.raises(DecodeError, match="NaN"):
+        decode_record(b'{"eventID": NaN}', CONTEXT)

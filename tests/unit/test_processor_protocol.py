@@ -16,7 +16,7 @@ from consumer.decode import StreamContext
 from consumer.delivery import Pipeline, RetryPolicy
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
 from consumer.events import ChangeEvent
-from consumer.processor import EXIT_UNDELIVERED, RecordProcessor
+from consumer.processor import EXIT_FAILED, EXIT_UNDELIVERED, RecordProcessor
 from consumer.sinks.base import Failure
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
@@ -80,13 +80,18 @@ def _checkpoint_reply(sequence: str | None, error: str | None = None) -> dict[st
     return {"action": "checkpoint", "sequenceNumber": sequence, "subSequenceNumber": None, "error": error}
 
 
-def _run(sink: RecordingSink, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+def _run(sink: Any, *messages: dict[str, Any]) -> list[dict[str, Any]]:
     """Feed messages to kclpy's loop; return what the child wrote back."""
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     stdout = io.StringIO()
+    kclpy_errors = io.StringIO()
     pipeline = Pipeline([sink], retry=RetryPolicy(max_attempts=2, base_delay_seconds=0), sleep=lambda _: None)
     processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None)
-    kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=io.StringIO()).run()
+    try:
+        kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=kclpy_errors).run()
+    finally:
+        # kclpy prints here when it swallowed an exception and acknowledged the batch anyway: never acceptable.
+        assert "Caught exception from action dispatch" not in kclpy_errors.getvalue()
     return [json.loads(line) for line in stdout.getvalue().splitlines() if line.strip()]
 
 
@@ -108,9 +113,27 @@ def test_batch_is_delivered_then_checkpointed_at_its_last_sequence_number() -> N
     assert output[1]["sequenceNumber"] == long_sequence
 
 
-def test_lease_lost_never_checkpoints() -> None:
-    output = _run(RecordingSink(), INITIALIZE, {"action": "leaseLost"})
-    assert _actions(output) == ["status:initialize", "status:leaseLost"]
+def test_lease_lost_never_checkpoints_afterwards() -> None:
+    sink = RecordingSink()
+    output = _run(
+        sink,
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1")),
+        _checkpoint_reply("100"),
+        {"action": "leaseLost"},
+        # A batch the KCL had already fetched: the new owner delivers it from our checkpoint.
+        _process(_stream_record("101", "prod-2")),
+        {"action": "shutdownRequested"},
+    )
+    assert _actions(output) == [
+        "status:initialize",
+        "checkpoint",
+        "status:processRecords",
+        "status:leaseLost",
+        "status:processRecords",
+        "status:shutdownRequested",
+    ]
+    assert [e.sequence_number for e in sink.events] == ["100"]
 
 
 def test_shard_ended_checkpoints_the_shard_end() -> None:
@@ -187,3 +210,56 @@ def test_undecodable_record_is_logged_whole_and_the_rest_delivered(capsys: pytes
     assert [e.sequence_number for e in sink.events] == ["100", "102"]
     assert output[1]["sequenceNumber"] == "102"
     assert base64.b64encode(b"\x00 not json").decode() in capsys.readouterr().err
+
+
+def test_shutdown_requested_before_any_record_writes_no_checkpoint() -> None:
+    output = _run(RecordingSink(), INITIALIZE, {"action": "shutdownRequested"})
+    assert _actions(output) == ["status:initialize", "status:shutdownRequested"]
+
+
+def test_failed_shard_end_checkpoint_exits_instead_of_stalling_the_children() -> None:
+    with pytest.raises(SystemExit) as exited:
+        _run(RecordingSink(), INITIALIZE, {"action": "shardEnded"}, _checkpoint_reply(None, error="ShutdownException"))
+    assert exited.value.code == EXIT_FAILED
+
+
+def test_invalid_state_on_checkpoint_is_not_retried_but_exits() -> None:
+    with pytest.raises(SystemExit) as exited:
+        _run(
+            RecordingSink(),
+            INITIALIZE,
+            _process(_stream_record("100", "prod-1")),
+            _checkpoint_reply("100", error="InvalidStateException"),
+        )
+    assert exited.value.code == EXIT_FAILED
+
+
+class BrokenSink(RecordingSink):
+    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+        del batch
+        raise RuntimeError("a bug in a sink")
+
+
+def test_untyped_sink_error_never_lets_the_batch_pass() -> None:
+    with pytest.raises(SystemExit) as exited:
+        _run(BrokenSink(), INITIALIZE, _process(_stream_record("100", "prod-1")))
+    assert exited.value.code == EXIT_UNDELIVERED
+
+
+def test_partial_failure_redelivers_only_the_failed_events() -> None:
+    class FlakySink(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+            self.calls += 1
+            if self.calls == 1:
+                self.events.append(batch[0])
+                return [Failure(event, TransientDeliveryError("throttled")) for event in batch[1:]]
+            self.events.extend(batch)
+            return ()
+
+    sink = FlakySink()
+    _run(sink, INITIALIZE, _process(_stream_record("100", "p1"), _stream_record("101", "p2")), _checkpoint_reply("101"))
+    assert [e.sequence_number for e in sink.events] == ["100", "101"]

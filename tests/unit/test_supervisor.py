@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumer.config import config_from_mapping
+from consumer.errors import StartupError
+from consumer.supervisor import find_engine, render_properties
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"
+
+
+def _config(**engine: object) -> object:
+    return config_from_mapping(
+        {
+            "application_name": "products-notifier",
+            "source": {"table_name": "products", "region": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"},
+            "sinks": [{"type": "log"}],
+            "engine": engine,
+        },
+        environ={},
+    )
+
+
+def _properties(text: str) -> dict[str, str]:
+    pairs = (line.split(" = ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return dict(pairs)
+
+
+def test_properties_carry_the_stream_the_endpoints_and_the_grace() -> None:
+    props = _properties(render_properties(_config(), ARN, "w-1", "/usr/bin/python3"))  # type: ignore[arg-type]
+    assert props["dynamoDbStreamArn"] == ARN
+    assert props["applicationName"] == "products-notifier"
+    assert props["executableName"] == "/usr/bin/python3 -m consumer.processor"
+    assert props["initialPositionInStream"] == "LATEST"
+    assert props["shutdownGraceMillis"] == "25000"
+    assert props["dynamoDBStreamsEndpoint"] == "http://127.0.0.1:5000"
+    assert props["metricsLevel"] == "NONE"
+    assert props["workerId"] == "w-1"
+
+
+def test_extra_kcl_properties_are_passed_and_owned_ones_refused() -> None:
+    props = _properties(
+        render_properties(_config(kcl_properties={"failoverTimeMillis": 5000}), ARN, "w", "/p")  # type: ignore[arg-type]
+    )
+    assert props["failoverTimeMillis"] == "5000"
+    with pytest.raises(StartupError, match="set by the service, not here: workerId"):
+        render_properties(_config(kcl_properties={"workerId": "x"}), ARN, "w", "/p")  # type: ignore[arg-type]
+
+
+def test_values_are_escaped_for_java_properties() -> None:
+    text = render_properties(_config(), ARN, "wörker\\1", "/opt/py")  # type: ignore[arg-type]
+    assert "workerId = w\\u00f6rker\\\\1" in text
+    assert text.isascii()
+
+
+def test_missing_jars_are_named(tmp_path: Path) -> None:
+    (tmp_path / "amazon-kinesis-client-multilang-3.1.3.jar").touch()
+    with pytest.raises(StartupError) as caught:
+        find_engine(_config(jars_dir=str(tmp_path), java="/bin/sh"))  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "amazon-kinesis-client," in message or "amazon-kinesis-client " in message
+    assert "dynamodb-streams-kinesis-adapter" in message
+    assert "streams-bridge.jar" in message
+    assert "make jars" in message
