@@ -61,7 +61,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
     ) -> Worker:
         worker_id = worker_id or unique("worker")
         directory = tmp_path / worker_id
-        directory.mkdir()
+        directory.mkdir(exist_ok=True)  # a restart under the same worker id
         config = {
             "application_name": application,
             "source": {

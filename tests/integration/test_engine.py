@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,3 +220,36 @@ def test_same_application_two_workers_survive_a_kill_of_the_lease_holder(
     (lease,) = lease_items(dynamodb, application).values()
     assert lease["leaseOwner"]["S"] == survivor.worker_id
     assert survivor.stop() == 0
+
+
+def test_undeliverable_batch_stops_the_worker_and_is_delivered_after_the_restart(
+    dynamodb: Any, table: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    application = unique("app")
+    outbox = tmp_path / "outbox"  # does not exist yet: the file sink's writes fail permanently
+    sink = {"sinks": [{"type": "file", "name": "outbox", "path": str(outbox / "events.jsonl")}]}
+    # The restarted worker keeps its worker id, like a pod with a stable name: it takes its leases (and the KCL
+    # leader lock) back at once instead of waiting for them to expire.
+    broken = start_worker(application, table, extra=sink, worker_id=unique("worker"))
+    for product_id in ("d1", "d2"):
+        put_product(dynamodb, table, product_id, price=1)
+
+    deadline = time.monotonic() + 120
+    while broken.process.poll() is None:
+        assert time.monotonic() < deadline, f"the worker kept running without delivering\n{broken.tail()}"
+        time.sleep(0.5)
+    assert broken.process.returncode != 0
+    assert "batch undelivered" in broken.log()
+    assert all(c == "TRIM_HORIZON" for c in checkpoints(dynamodb, application).values())  # nothing skipped
+
+    outbox.mkdir()
+    repaired = start_worker(application, table, extra=sink, worker_id=broken.worker_id)
+    delivered = outbox / "events.jsonl"
+    deadline = time.monotonic() + 180
+    while not (
+        delivered.exists()
+        and {"d1", "d2"} <= {json.loads(x)["keys"]["productId"] for x in delivered.read_text().splitlines()}
+    ):
+        assert time.monotonic() < deadline, f"not redelivered\n{repaired.tail()}"
+        time.sleep(0.5)
+    assert repaired.stop() == 0
