@@ -79,6 +79,11 @@ def summary(config: Config) -> str:
     source = config.source
     stream = source.stream_arn or f"latest stream of table {source.table_name}"
     sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks)
+    routes = (
+        "; ".join(f"{r.name} -> {', '.join(r.sinks)} ({r.format})" for r in config.routes)
+        + (f"; unmatched -> {config.unmatched}" if config.routes else "")
+        or "none: every event to every sink (plain)"
+    )
     lines = [
         "configuration OK",
         f"  application:  {config.application_name} (lease table {config.application_name})",
@@ -89,6 +94,7 @@ def summary(config: Config) -> str:
             f"every {source.poll_interval_ms} ms"
         ),
         f"  sinks:        {sinks}",
+        f"  routes:       {routes}",
         f"  shutdown:     {config.shutdown_grace_seconds:g} s grace",
     ]
     return "\n".join(lines)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ConfigError, ConfigProblem
+from consumer.filters import compile_patterns, parse_filter_criteria
+from consumer.formats import compile_template
 
 ENV_PREFIX = "CONSUMER_"
 ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
@@ -86,7 +88,7 @@ class LogSinkConfig(_Frozen):
 
 
 class FileSinkConfig(_Frozen):
-    """Appends one JSON line per event (the plain payload) to a file, flushed to disk before the checkpoint."""
+    """Appends one line per message (the route's payload) to a file, flushed to disk before the checkpoint."""
 
     type: Literal["file"]
     name: str = "file"
@@ -94,13 +96,152 @@ class FileSinkConfig(_Frozen):
 
 
 class MemorySinkConfig(_Frozen):
-    """Keeps events in the process: for tests and dry runs."""
+    """Keeps messages in the process: for tests and dry runs."""
 
     type: Literal["memory"]
     name: str = "memory"
 
 
-SinkConfig = Annotated[LogSinkConfig | FileSinkConfig | MemorySinkConfig, Field(discriminator="type")]
+class EnvRef(_Frozen):
+    """A value read from the environment when the sink starts (secrets stay out of config files)."""
+
+    env: str
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class WebhookSinkConfig(_Frozen):
+    """POSTs each message to an HTTP endpoint, signed the Standard Webhooks way when a secret is set."""
+
+    type: Literal["webhook"]
+    name: str = "webhook"
+    url: str
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: Mapping[str, str | EnvRef] = Field(default_factory=dict)
+    # Standard Webhooks signing secret: "whsec_" + base64 of the key, or any other text used as the key bytes.
+    secret: str | EnvRef | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    # Link-local and instance-metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254) are refused unless
+    # set: a webhook URL from config must not become a way to read the task's credentials.
+    allow_link_local: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class _AwsSinkConfig(_Frozen):
+    # Default: the source's region and endpoint, so a local endpoint serves the sinks too.
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+class SnsSinkConfig(_AwsSinkConfig):
+    """PublishBatch to a topic; FIFO topics get the item key as group id and the eventID as deduplication id."""
+
+    type: Literal["sns"]
+    name: str = "sns"
+    topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")]
+
+
+class SqsSinkConfig(_AwsSinkConfig):
+    """SendMessageBatch to a queue; FIFO queues get the item key as group id and the eventID as deduplication id."""
+
+    type: Literal["sqs"]
+    name: str = "sqs"
+    queue_url: Annotated[str, Field(pattern=r"^https?://\S+/\d{12}/[A-Za-z0-9_.-]+$")]
+
+
+class EventBridgeSinkConfig(_AwsSinkConfig):
+    """PutEvents to an event bus; the message body (a JSON object) is the event's detail."""
+
+    type: Literal["eventbridge"]
+    name: str = "eventbridge"
+    event_bus_name: str = "default"
+    source: str = "dynamodb-streams-consumer"
+    detail_type: str | None = None  # default: the event name (INSERT, MODIFY, REMOVE)
+
+
+class HandlerSinkConfig(_Frozen):
+    """Runs a Lambda handler in-process with a Lambda-shaped event {"Records": [...]} and a context object."""
+
+    type: Literal["handler"]
+    name: str = "handler"
+    # "package.module:function", or "path/to/file.py:function" (relative to the working directory).
+    handler: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")]
+    function_name: str | None = None  # what context.function_name says; default: the sink name
+    timeout_seconds: Annotated[float, Field(gt=0, le=900)] = 900.0  # what get_remaining_time_in_millis counts down
+    memory_limit_in_mb: Annotated[int, Field(ge=128, le=10240)] = 128
+
+
+SinkConfig = Annotated[
+    LogSinkConfig
+    | FileSinkConfig
+    | MemorySinkConfig
+    | WebhookSinkConfig
+    | SnsSinkConfig
+    | SqsSinkConfig
+    | EventBridgeSinkConfig
+    | HandlerSinkConfig,
+    Field(discriminator="type"),
+]
+
+
+class FilterConfig(_Frozen):
+    """Which events a route takes. Every part that is set must match (AND); an empty filter takes everything."""
+
+    # Lambda event-filter patterns over the record as Lambda delivers it (typed DynamoDB JSON), OR'd. Either a
+    # list of patterns (objects or JSON text) or a pasted FilterCriteria {"Filters": [{"Pattern": "..."}]}.
+    patterns: tuple[Any, ...] = ()
+    filter_criteria: Any = None
+    # Only events where at least one of these attributes differs between the old and the new image.
+    changed: tuple[str, ...] = ()
+    # The same pattern language over the plain, unmarshalled event (eventName, keys, new, old, changed, ...).
+    where: tuple[Any, ...] = ()
+
+    @field_validator("patterns", "where")
+    @classmethod
+    def _valid_patterns(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        compile_patterns(value, where="")
+        return value
+
+    @field_validator("filter_criteria")
+    @classmethod
+    def _valid_criteria(cls, value: Any) -> Any:
+        if value is not None:
+            parse_filter_criteria(value, where="")
+        return value
+
+
+class RouteConfig(_Frozen):
+    name: Annotated[str, Field(min_length=1)]
+    filter: FilterConfig = FilterConfig()
+    sinks: Annotated[tuple[str, ...], Field(min_length=1)]
+    format: Literal["plain", "lambda", "template"] = "plain"
+    template: str | None = None
+    content_type: str | None = None  # default: application/json, or text/plain for templates
+
+    @field_validator("template")
+    @classmethod
+    def _template_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_template(value)
+        return value
+
+    @model_validator(mode="after")
+    def _template_with_its_format(self) -> RouteConfig:
+        if self.format == "template" and self.template is None:
+            raise ValueError("format template needs a template")
+        if self.format != "template" and self.template is not None:
+            raise ValueError("a template is only used with format: template")
+        return self
 
 
 class EngineConfig(_Frozen):
@@ -137,6 +278,10 @@ class Config(_Frozen):
     application_name: str
     source: SourceConfig
     sinks: Annotated[tuple[SinkConfig, ...], Field(min_length=1)]
+    # No routes: every event goes to every sink in the plain format.
+    routes: tuple[RouteConfig, ...] = ()
+    # What happens to an event no route takes: "drop" (counted), or the name of a route that takes it.
+    unmatched: str = "drop"
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 25.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     engine: EngineConfig = EngineConfig()
@@ -149,12 +294,41 @@ class Config(_Frozen):
         return value
 
     @model_validator(mode="after")
-    def _unique_sink_names(self) -> Config:
-        names = [sink.name for sink in self.sinks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"sink names must be unique; repeated: {', '.join(duplicates)}")
+    def _unique_names(self) -> Config:
+        for kind, names in (("sink", [s.name for s in self.sinks]), ("route", [r.name for r in self.routes])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(duplicates)}")
         return self
+
+    def references(self, environ: Mapping[str, str]) -> list[ConfigProblem]:
+        """Problems of one setting naming another (a route's sinks, `unmatched`, env vars for secrets)."""
+        sink_names = {sink.name for sink in self.sinks}
+        route_names = {route.name for route in self.routes}
+        problems = [
+            ConfigProblem(f"routes.{i}.sinks.{j}", f"no sink is named {name!r}")
+            for i, route in enumerate(self.routes)
+            for j, name in enumerate(route.sinks)
+            if name not in sink_names
+        ]
+        if self.unmatched != "drop" and self.unmatched not in route_names:
+            problems.append(ConfigProblem("unmatched", f"'drop' or the name of a route, not {self.unmatched!r}"))
+        for i, sink in enumerate(self.sinks):
+            for field, value in _env_refs(sink):
+                if value.env not in environ:
+                    problems.append(ConfigProblem(f"sinks.{i}.{field}", f"environment variable {value.env} is not set"))
+        return problems
+
+
+def _env_refs(sink: BaseModel) -> list[tuple[str, EnvRef]]:
+    found: list[tuple[str, EnvRef]] = []
+    for field in type(sink).model_fields:
+        value = getattr(sink, field)
+        if isinstance(value, EnvRef):
+            found.append((field, value))
+        elif isinstance(value, Mapping):
+            found += [(f"{field}.{k}", v) for k, v in value.items() if isinstance(v, EnvRef)]
+    return found
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -182,7 +356,7 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], sou
     if isinstance(source_section, dict):
         _fill_from_aws_env(source_section, environ)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as error:
         problems = [_problem(e) for e in error.errors()]
         # Cross-field rules run only once every field is valid; report them with the field errors anyway.
@@ -191,6 +365,10 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], sou
         ):
             problems.append(ConfigProblem("source", ONE_STREAM_MESSAGE))
         raise ConfigError(list(dict.fromkeys(problems)), source) from None
+    problems = config.references(environ)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
 
 
 def _problem(error: Mapping[str, Any]) -> ConfigProblem:

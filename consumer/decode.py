@@ -32,6 +32,8 @@ class StreamContext:
 
     stream_arn: str
     region: str
+    # The source's endpoint override (a local endpoint); AWS sinks default to it, like to the region.
+    endpoint_url: str | None = None
 
     @property
     def table(self) -> str:

@@ -1,4 +1,4 @@
-"""Hand a decoded batch to every sink and return only when each event is settled.
+"""Route a decoded batch and hand each sink its messages; return only when every message is settled.
 
 This first version retries transient failures a bounded number of times with capped exponential backoff and
 full jitter; anything still failing is raised, so the caller never checkpoints past it.
@@ -15,7 +15,8 @@ import structlog
 
 from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from consumer.events import ChangeEvent
-from consumer.sinks.base import Sink
+from consumer.router import Router
+from consumer.sinks.base import Message, Sink
 
 log = structlog.get_logger("consumer.delivery")
 
@@ -33,48 +34,61 @@ class RetryPolicy:
 
 
 class UndeliveredError(DeliveryError):
-    """Some events could not be delivered to a sink after every allowed attempt."""
+    """Some messages could not be delivered to a sink after every allowed attempt."""
 
-    def __init__(self, sink: str, events: Sequence[ChangeEvent], cause: DeliveryError) -> None:
+    def __init__(self, sink: str, messages: Sequence[Message], cause: DeliveryError) -> None:
         self.sink = sink
-        self.events = tuple(events)
+        self.messages = tuple(messages)
         self.cause = cause
-        super().__init__(f"sink {sink!r}: {len(events)} event(s) undelivered: {type(cause).__name__}: {cause}")
+        super().__init__(f"sink {sink!r}: {len(messages)} message(s) undelivered: {type(cause).__name__}: {cause}")
 
 
 class Pipeline:
     def __init__(
         self,
+        router: Router,
         sinks: Sequence[Sink],
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._router = router
         self.sinks = tuple(sinks)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
 
     def deliver(self, batch: Sequence[ChangeEvent]) -> None:
-        """Return once every sink has accepted every event; raise UndeliveredError otherwise."""
+        """Return once every sink has accepted every message routed to it; raise UndeliveredError otherwise."""
         if not batch:
             return
+        routed = self._router.route(batch)
+        if routed.unmatched:
+            log.debug("events matched no route", count=routed.unmatched)
+        if routed.unrenderable:
+            first = routed.unrenderable[0]
+            raise UndeliveredError(
+                f"route {first.message.route}", [f.message for f in routed.unrenderable], first.error
+            )
         for sink in self.sinks:
-            self._deliver_to(sink, batch)
+            messages = routed.by_sink.get(sink.name)
+            if messages:
+                self._deliver_to(sink, messages)
 
-    def _deliver_to(self, sink: Sink, batch: Sequence[ChangeEvent]) -> None:
-        pending: Sequence[ChangeEvent] = batch
+    def _deliver_to(self, sink: Sink, batch: Sequence[Message]) -> None:
+        pending: Sequence[Message] = batch
         for attempt in range(self._retry.max_attempts):
             try:
                 failures = sink.send(pending)
             except DeliveryError as error:
                 last_error: DeliveryError = error
-            except Exception as error:
+            except Exception as error:  # a sink's own bug must not escape as "delivered"
                 log.exception("sink raised an untyped error", sink=sink.name)
                 last_error = PermanentDeliveryError(f"{type(error).__name__}: {error}")
             else:
                 if not failures:
                     return
-                pending = [failure.event for failure in failures]
-                last_error = failures[0].error
+                pending = [failure.message for failure in failures]
+                permanent = [f for f in failures if isinstance(f.error, PermanentDeliveryError)]
+                last_error = (permanent or failures)[0].error
             if isinstance(last_error, PermanentDeliveryError):
                 break
             if attempt + 1 < self._retry.max_attempts:

@@ -36,6 +36,7 @@ from consumer.delivery import Pipeline, UndeliveredError
 from consumer.errors import DecodeError, LeaseLostError
 from consumer.events import ChangeEvent
 from consumer.logs import configure_logging
+from consumer.router import Router
 from consumer.sinks import build_sink
 
 RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
@@ -118,7 +119,9 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                     sink=error.sink,
                     error=str(error.cause),
                     error_type=type(error.cause).__name__,
-                    undelivered=[{"keys": e.keys, "sequence_number": e.sequence_number} for e in error.events],
+                    undelivered=[
+                        {"keys": m.event.keys, "sequence_number": m.event.sequence_number} for m in error.messages
+                    ],
                 )
                 _exit(EXIT_UNDELIVERED)
             self._last_settled = last
@@ -204,8 +207,10 @@ def main() -> int:
     if config.source.stream_arn is None:
         sys.stderr.write("consumer.processor: the resolved configuration has no stream ARN\n")
         return 2
-    context = StreamContext(stream_arn=config.source.stream_arn, region=config.source.region)
-    pipeline = Pipeline([build_sink(sink, context) for sink in config.sinks])
+    context = StreamContext(
+        stream_arn=config.source.stream_arn, region=config.source.region, endpoint_url=config.source.endpoint_url
+    )
+    pipeline = Pipeline(Router.from_config(config, context), [build_sink(sink, context) for sink in config.sinks])
     try:
         kcl.KCLProcess(RecordProcessor(pipeline, context), output_file=protocol_out).run()
     finally:

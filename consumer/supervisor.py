@@ -25,7 +25,7 @@ from types import FrameType
 import structlog
 
 from consumer.aws import resolve_stream_arn
-from consumer.config import Config
+from consumer.config import Config, HandlerSinkConfig
 from consumer.errors import StartupError
 from consumer.processor import RESOLVED_CONFIG_ENV
 
@@ -93,6 +93,15 @@ def find_engine(config: Config, environ: Mapping[str, str] | None = None) -> Eng
     return Engine(java=java, jars_dir=jars_dir)
 
 
+def _check_handlers(config: Config) -> None:
+    # Imported here once so that a typo in a handler path is one clear line now, not a child crash per shard later.
+    from consumer.sinks.handler import load_handler  # noqa: PLC0415
+
+    for sink in config.sinks:
+        if isinstance(sink, HandlerSinkConfig):
+            load_handler(sink.handler)
+
+
 def render_properties(config: Config, stream_arn: str, worker_id: str, python: str) -> str:
     source = config.source
     values: dict[str, object] = {
@@ -150,6 +159,7 @@ def run(config: Config) -> int:
     python = sys.executable
     if " " in python:
         raise StartupError(f"the Python path {python!r} contains a space, which the KCL cannot pass to a child")
+    _check_handlers(config)
     stream_arn = resolve_stream_arn(config.source)
     worker_id = config.engine.worker_id or default_worker_id()
     resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})

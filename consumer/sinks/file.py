@@ -1,4 +1,4 @@
-"""`file`: appends one JSON line per event (the plain payload), on disk before the checkpoint moves."""
+"""`file`: appends one line per message (the route's payload), on disk before the checkpoint moves."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from consumer.config import FileSinkConfig
 from consumer.decode import StreamContext
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
-from consumer.events import ChangeEvent
-from consumer.payloads import dumps, plain
-from consumer.sinks.base import Failure
+from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
 
@@ -21,10 +19,11 @@ class FileSink:
         self.name = config.name
         self._path = config.path
 
-    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:
             return ()
-        text = "".join(dumps(plain(event)) + "\n" for event in batch).encode("utf-8")
+        # A line per message: a multi-line template body keeps its line breaks escaped.
+        text = "".join(m.body.replace("\n", "\\n") + "\n" for m in batch).encode("utf-8")
         try:
             # One O_APPEND write per batch: children of other shards append to the same file without
             # interleaving lines.

@@ -10,7 +10,7 @@ import structlog
 from consumer.config import LogSinkConfig
 from consumer.decode import StreamContext
 from consumer.events import ChangeEvent
-from consumer.sinks.base import Failure
+from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
 
@@ -21,9 +21,9 @@ class LogSink:
         self._fields = config.fields
         self._log = structlog.get_logger("consumer.sinks.log").bind(sink=config.name, table=context.table)
 
-    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
-        for event in batch:
-            self._log.info("change", **self._line(event))
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        for message in batch:
+            self._log.info("change", route=message.route, **self._line(message.event))
         return ()
 
     def _line(self, event: ChangeEvent) -> dict[str, Any]:

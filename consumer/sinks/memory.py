@@ -1,4 +1,4 @@
-"""`memory`: keeps events in the process, for tests and dry runs."""
+"""`memory`: keeps messages in the process, for tests and dry runs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from consumer.config import MemorySinkConfig
 from consumer.decode import StreamContext
-from consumer.events import ChangeEvent
-from consumer.sinks.base import Failure
+from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
 
@@ -16,10 +15,10 @@ class MemorySink:
     def __init__(self, config: MemorySinkConfig, context: StreamContext) -> None:
         del context
         self.name = config.name
-        self.events: list[ChangeEvent] = []
+        self.messages: list[Message] = []
 
-    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
-        self.events.extend(batch)
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        self.messages.extend(batch)
         return ()
 
     def close(self) -> None:

@@ -37,4 +37,4 @@ def registered_types() -> list[str]:
 
 def _load_builtin_sinks() -> None:
     # Importing a sink module registers it; kept lazy so a sink's dependencies load only where it is used.
-    from consumer.sinks import file, log, memory  # noqa: F401, PLC0415
+    from consumer.sinks import eventbridge, file, handler, log, memory, sns, sqs, webhook  # noqa: F401, PLC0415

@@ -17,7 +17,8 @@ from consumer.delivery import Pipeline, RetryPolicy
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
 from consumer.events import ChangeEvent
 from consumer.processor import EXIT_FAILED, EXIT_UNDELIVERED, RecordProcessor
-from consumer.sinks.base import Failure
+from consumer.router import Router
+from consumer.sinks.base import Failure, Message
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
 
@@ -29,10 +30,10 @@ class RecordingSink:
         self.events: list[ChangeEvent] = []
         self._errors = list(errors)
 
-    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if self._errors:
             raise self._errors.pop(0)
-        self.events.extend(batch)
+        self.events.extend(m.event for m in batch)
         return ()
 
     def close(self) -> None:
@@ -85,7 +86,12 @@ def _run(sink: Any, *messages: dict[str, Any]) -> list[dict[str, Any]]:
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     stdout = io.StringIO()
     kclpy_errors = io.StringIO()
-    pipeline = Pipeline([sink], retry=RetryPolicy(max_attempts=2, base_delay_seconds=0), sleep=lambda _: None)
+    pipeline = Pipeline(
+        Router.to_all([sink.name], CONTEXT),
+        [sink],
+        retry=RetryPolicy(max_attempts=2, base_delay_seconds=0),
+        sleep=lambda _: None,
+    )
     processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None)
     try:
         kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=kclpy_errors).run()
@@ -235,7 +241,7 @@ def test_invalid_state_on_checkpoint_is_not_retried_but_exits() -> None:
 
 
 class BrokenSink(RecordingSink):
-    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         del batch
         raise RuntimeError("a bug in a sink")
 
@@ -252,12 +258,12 @@ def test_partial_failure_redelivers_only_the_failed_events() -> None:
             super().__init__()
             self.calls = 0
 
-        def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
+        def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
             self.calls += 1
             if self.calls == 1:
-                self.events.append(batch[0])
-                return [Failure(event, TransientDeliveryError("throttled")) for event in batch[1:]]
-            self.events.extend(batch)
+                self.events.append(batch[0].event)
+                return [Failure(message, TransientDeliveryError("throttled")) for message in batch[1:]]
+            self.events.extend(m.event for m in batch)
             return ()
 
     sink = FlakySink()

@@ -16,7 +16,10 @@ from consumer.decode import StreamContext, decode_record
 from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
 from consumer.events import ChangeEvent
-from consumer.sinks import Failure, build_sink, registered_types
+from consumer.formats import JSON
+from consumer.payloads import dumps, plain
+from consumer.router import Router
+from consumer.sinks import Failure, Message, build_sink, registered_types
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
 
@@ -36,17 +39,22 @@ def _event(sequence: str, **new: Any) -> ChangeEvent:
     return decode_record(json.dumps(record).encode(), CONTEXT)
 
 
+def _message(sequence: str, **new: Any) -> Message:
+    event = _event(sequence, **new)
+    return Message(event, "route", dumps(plain(event)), JSON)
+
+
 def test_builtin_sinks_are_registered_by_type() -> None:
     assert {"log", "file", "memory"} <= set(registered_types())
     sink = build_sink(MemorySinkConfig(type="memory"), CONTEXT)
-    assert sink.send([_event("1")]) == ()
+    assert sink.send([_message("1")]) == ()
 
 
 def test_file_sink_appends_exact_plain_lines(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     sink = build_sink(FileSinkConfig(type="file", path=path), CONTEXT)
-    sink.send([_event("1", price={"N": "0.1000000000000000000000000000000000001"}, name={"S": "Müsli ☕"})])
-    sink.send([_event("2")])
+    sink.send([_message("1", price={"N": "0.1000000000000000000000000000000000001"}, name={"S": "Müsli ☕"})])
+    sink.send([_message("2")])
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0], parse_float=Decimal)
@@ -59,7 +67,7 @@ def test_file_sink_appends_exact_plain_lines(tmp_path: Path) -> None:
 def test_file_sink_in_a_missing_directory_is_a_permanent_error(tmp_path: Path) -> None:
     sink = build_sink(FileSinkConfig(type="file", path=tmp_path / "absent" / "out.jsonl"), CONTEXT)
     with pytest.raises(PermanentDeliveryError, match="cannot open"):
-        sink.send([_event("1")])
+        sink.send([_message("1")])
 
 
 def test_log_sink_nests_selected_attributes_so_they_cannot_clash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +78,7 @@ def test_log_sink_nests_selected_attributes_so_they_cannot_clash(monkeypatch: py
 
     configure_logging("INFO", json_output=True)
     sink = build_sink(LogSinkConfig(type="log", fields=("event", "level", "price")), CONTEXT)
-    sink.send([_event("7", event={"S": "launch"}, level={"N": "3"}, price={"N": "25.99"})])
+    sink.send([_message("7", event={"S": "launch"}, level={"N": "3"}, price={"N": "25.99"})])
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["event"] == "change"
     assert line["level"] == "info"
@@ -86,22 +94,27 @@ class ScriptedSink:
         self.script = script
         self.batches: list[list[str]] = []
 
-    def send(self, batch: Sequence[ChangeEvent]) -> Sequence[Failure]:
-        self.batches.append([e.sequence_number for e in batch])
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        self.batches.append([m.event.sequence_number for m in batch])
         step = self.script.pop(0)
         if isinstance(step, Exception):
             raise step
         if step is None:
             return ()
         failing = set(step)
-        return [Failure(e, TransientDeliveryError("throttled")) for e in batch if e.sequence_number in failing]
+        return [Failure(m, TransientDeliveryError("throttled")) for m in batch if m.event.sequence_number in failing]
 
     def close(self) -> None:
         return None
 
 
 def _pipeline(sink: ScriptedSink, attempts: int = 4) -> Pipeline:
-    return Pipeline([sink], retry=RetryPolicy(max_attempts=attempts, base_delay_seconds=0), sleep=lambda _: None)
+    return Pipeline(
+        Router.to_all([sink.name], CONTEXT),
+        [sink],
+        retry=RetryPolicy(max_attempts=attempts, base_delay_seconds=0),
+        sleep=lambda _: None,
+    )
 
 
 def test_only_failed_entries_are_sent_again() -> None:
@@ -123,7 +136,7 @@ def test_transient_errors_give_up_after_the_allowed_attempts() -> None:
     with pytest.raises(UndeliveredError) as caught:
         _pipeline(sink, attempts=3).deliver([_event("1")])
     assert len(sink.batches) == 3
-    assert [e.sequence_number for e in caught.value.events] == ["1"]
+    assert [m.event.sequence_number for m in caught.value.messages] == ["1"]
 
 
 def test_backoff_is_capped_full_jitter() -> None:

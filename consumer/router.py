@@ -1,0 +1,106 @@
+"""Events x routes → the messages each sink must take. Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import jinja2
+
+from consumer.config import Config, RouteConfig
+from consumer.decode import StreamContext, to_lambda_record
+from consumer.errors import PermanentDeliveryError
+from consumer.events import ChangeEvent
+from consumer.filters import EventFilter, compile_patterns, parse_filter_criteria
+from consumer.formats import JSON, TEXT, Renderer, renderer
+from consumer.payloads import plain
+from consumer.sinks.base import Failure, Message
+
+DEFAULT_ROUTE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    sinks: tuple[str, ...]
+    render: Renderer
+    content_type: str
+    matches: Callable[[ChangeEvent], bool]
+
+
+@dataclass(slots=True)
+class Routed:
+    """A batch after routing: per sink the messages in stream order, and what could not even be rendered."""
+
+    by_sink: dict[str, list[Message]] = field(default_factory=dict)
+    unrenderable: list[Failure] = field(default_factory=list)
+    unmatched: int = 0
+
+
+class Router:
+    def __init__(self, routes: Sequence[Route], unmatched: Route | None) -> None:
+        self._routes = tuple(routes)
+        self._unmatched = unmatched
+
+    @classmethod
+    def from_config(cls, config: Config, context: StreamContext) -> Router:
+        if not config.routes:
+            return cls.to_all([s.name for s in config.sinks], context)
+        routes = {route.name: _route(route, context) for route in config.routes}
+        return cls(list(routes.values()), routes.get(config.unmatched))
+
+    @classmethod
+    def to_all(cls, sink_names: Sequence[str], context: StreamContext) -> Router:
+        """Every event to every sink, in the plain format: what a configuration without routes means."""
+        return cls([_route(RouteConfig(name=DEFAULT_ROUTE, sinks=tuple(sink_names)), context)], None)
+
+    def route(self, events: Sequence[ChangeEvent]) -> Routed:
+        routed = Routed()
+        for event in events:
+            matched = [route for route in self._routes if route.matches(event)]
+            if not matched:
+                routed.unmatched += 1
+                if self._unmatched is None:
+                    continue
+                matched = [self._unmatched]
+            for route in matched:
+                _add(routed, route, event)
+        return routed
+
+
+def _add(routed: Routed, route: Route, event: ChangeEvent) -> None:
+    try:
+        body = route.render(event)
+    except jinja2.TemplateError as error:
+        # A template that fails for this event (e.g. new.name on a REMOVE) fails the same way on every retry.
+        problem = PermanentDeliveryError(f"route {route.name!r}: template failed: {type(error).__name__}: {error}")
+        routed.unrenderable.append(Failure(Message(event, route.name, "", route.content_type), problem))
+        return
+    for sink in route.sinks:
+        routed.by_sink.setdefault(sink, []).append(Message(event, route.name, body, route.content_type))
+
+
+def _route(config: RouteConfig, context: StreamContext) -> Route:
+    checks: list[Callable[[ChangeEvent], bool]] = []
+    spec = config.filter
+    if spec.patterns or spec.filter_criteria is not None:
+        lambda_filters: list[EventFilter] = []
+        if spec.patterns:
+            lambda_filters.append(compile_patterns(spec.patterns))
+        if spec.filter_criteria is not None:
+            lambda_filters.append(parse_filter_criteria(spec.filter_criteria))
+        checks.append(lambda event: any(f.matches(to_lambda_record(event, context)) for f in lambda_filters))
+    if spec.changed:
+        wanted = frozenset(spec.changed)
+        checks.append(lambda event: not wanted.isdisjoint(event.changed))
+    if spec.where:
+        plain_filter = compile_patterns(spec.where)
+        checks.append(lambda event: plain_filter.matches(plain(event)))
+    content_type = config.content_type or (TEXT if config.format == "template" else JSON)
+    return Route(
+        name=config.name,
+        sinks=config.sinks,
+        render=renderer(config.format, context, config.template),
+        content_type=content_type,
+        matches=lambda event: all(check(event) for check in checks),
+    )

@@ -1,0 +1,329 @@
+"""`webhook`: one HTTP request per message, in stream order, signed the Standard Webhooks way when a secret is set.
+
+Requests go out one at a time over one `httpx.Client` per sink (pooled connections), so messages of the same item
+key can never overtake each other. Each request carries `Idempotency-Key` (and, when signed, `webhook-id`) set to
+the stream record's eventID: a receiver can drop the duplicates that retries produce.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import math
+import os
+import re
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import httpx
+
+import consumer
+from consumer.config import EnvRef, WebhookSinkConfig
+from consumer.decode import StreamContext
+from consumer.errors import DeliveryError, PermanentDeliveryError, StartupError, TransientDeliveryError
+from consumer.sinks.base import Failure, Message
+from consumer.sinks.registry import register
+
+USER_AGENT = f"dynamodb-streams-consumer/{consumer.__version__}"
+WHSEC_PREFIX = "whsec_"
+
+# Statuses that say "later": request timeout, too early, throttled; and every 5xx.
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+# Link-local ranges are refused by `is_link_local`; these are the credential endpoints outside them: EC2 instance
+# metadata over IPv6 and the EKS Pod Identity agent over IPv6 (169.254.169.254 and 169.254.170.x are link-local).
+_METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "fd00:ec2::23"))
+# Set by the sink for every message: a configured value would be wrong for some message or break the framing.
+_RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "idempotency-key",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_RETRY_AFTER_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+_EXCERPT_BYTES = 200
+# An error body is read this far (so the connection can be reused) and no further.
+_DRAIN_LIMIT_BYTES = 64 * 1024
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+E = TypeVar("E", bound=BaseException)
+
+
+class RetryAfterError(TransientDeliveryError):
+    """The endpoint answered with a status worth retrying; `retry_after` is its Retry-After in seconds, if any."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@register("webhook")
+class WebhookSink:
+    def __init__(self, config: WebhookSinkConfig, context: StreamContext) -> None:
+        del context
+        self.name = config.name
+        self._method = config.method
+        self._url = httpx.URL(config.url)
+        # Error messages name the origin only: webhook URLs often carry a token in the path or the query.
+        port = f":{self._url.port}" if self._url.port is not None else ""
+        self._origin = f"{self._url.scheme}://{self._url.host}{port}"
+        self._host = self._url.raw_host.decode("ascii")
+        self._port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        self._allow_link_local = config.allow_link_local
+        self._timeout = config.timeout_seconds
+        self._key = None if config.secret is None else signing_key(self._resolve(config.secret, "secret"))
+        headers = {"User-Agent": USER_AGENT}
+        for header, value in config.headers.items():
+            headers[header] = self._header(header, self._resolve(value, f"headers.{header}"))
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=config.timeout_seconds,
+            verify=self._verify(config),
+            follow_redirects=False,
+        )
+
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        for index, message in enumerate(batch):
+            error = self._deliver(message)
+            if error is None:
+                continue
+            # The rest of the batch is not sent: a later message may be for the same item key and must not overtake
+            # this one. They get their own transient error rather than the first message's: they were never refused,
+            # and a permanent error on them would let a policy that sets permanent failures aside drop good messages.
+            not_sent = TransientDeliveryError(f"not sent: an earlier message failed ({type(error).__name__})")
+            return [Failure(message, error), *(Failure(rest, not_sent) for rest in batch[index + 1 :])]
+        return ()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- one message ---------------------------------------------------------------------------------------------
+
+    def _deliver(self, message: Message) -> DeliveryError | None:
+        try:
+            body = message.body.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return PermanentDeliveryError(f"body is not valid UTF-8 text: {error.reason}")
+        refusal = self._check_destination()
+        if refusal is not None:
+            return refusal
+        headers = {
+            "Content-Type": _content_type(message.content_type),
+            "Idempotency-Key": message.event.event_id,
+        }
+        if self._key is not None:
+            timestamp = int(time.time())
+            headers["webhook-id"] = message.event.event_id
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = sign(self._key, message.event.event_id, timestamp, body)
+        try:
+            with self._client.stream(self._method, self._url, content=body, headers=headers) as response:
+                return self._outcome(response)
+        except httpx.TimeoutException as error:
+            return TransientDeliveryError(
+                f"{self._origin}: no answer within {self._timeout:g}s ({type(error).__name__})"
+            )
+        except httpx.HTTPError as error:
+            return self._transport_error(error)
+        except OSError as error:
+            return TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
+
+    def _outcome(self, response: httpx.Response) -> DeliveryError | None:
+        status = response.status_code
+        if 200 <= status < 300:  # noqa: PLR2004
+            # Accepted whatever the body says; reading it lets the connection go back to the pool.
+            _read_some(response)
+            return None
+        excerpt = _excerpt(_read_some(response))
+        if status in _TRANSIENT_STATUSES or status >= 500:  # noqa: PLR2004
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return RetryAfterError(f"{self._origin} answered HTTP {status}{excerpt}", status, retry_after)
+        if 300 <= status < 400:  # noqa: PLR2004
+            return PermanentDeliveryError(
+                f"{self._origin} answered HTTP {status} (redirects are not followed){excerpt}"
+            )
+        return PermanentDeliveryError(f"{self._origin} answered HTTP {status}{excerpt}")
+
+    def _transport_error(self, error: httpx.HTTPError) -> DeliveryError:
+        verification = _cause(error, ssl.SSLCertVerificationError)
+        if verification is not None:
+            # Retrying cannot fix a certificate: the CA bundle, the name or the server's chain must change.
+            reason = verification.verify_message or str(verification)
+            return PermanentDeliveryError(f"{self._origin}: TLS verification failed: {reason}")
+        if isinstance(error, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+            return PermanentDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
+        # Refused or reset connections, DNS failures, a server closing mid-answer: worth another try.
+        return TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
+
+    def _check_destination(self) -> DeliveryError | None:
+        """Refuse link-local and instance-metadata destinations, resolved again before every request."""
+        if self._allow_link_local:
+            return None
+        try:
+            resolved = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            return TransientDeliveryError(f"cannot resolve {self._host}: {error}")
+        for *_, sockaddr in resolved:
+            address = _ip_address(str(sockaddr[0]))
+            why = None if address is None else _forbidden(address)
+            if why is not None:
+                return PermanentDeliveryError(
+                    f"refused to send to {self._origin}: {self._host} resolves to {address}, {why}; "
+                    f"set allow_link_local: true on sink {self.name!r} if this destination is intended"
+                )
+        # Residual risk: httpx resolves the name again when it opens a connection, so a DNS answer that changes
+        # between the two lookups (rebinding) is not caught here.
+        return None
+
+    # -- construction --------------------------------------------------------------------------------------------
+
+    def _resolve(self, value: str | EnvRef, setting: str) -> str:
+        if isinstance(value, EnvRef):
+            try:
+                return os.environ[value.env]
+            except KeyError:
+                raise StartupError(
+                    f"sink {self.name!r}: {setting}: environment variable {value.env} is not set"
+                ) from None
+        return value
+
+    def _header(self, header: str, value: str) -> str:
+        if not _HEADER_NAME.match(header):
+            raise StartupError(f"sink {self.name!r}: headers: {header!r} is not a valid HTTP header name")
+        if header.lower() in _RESERVED_HEADERS:
+            raise StartupError(f"sink {self.name!r}: headers.{header}: set by the sink itself, cannot be configured")
+        if not value.isascii() or any(c in value for c in "\r\n\0"):
+            raise StartupError(
+                f"sink {self.name!r}: headers.{header}: the value must be ASCII without line breaks or NUL"
+            )
+        return value
+
+    def _verify(self, config: WebhookSinkConfig) -> bool | ssl.SSLContext:
+        if not config.verify_tls:
+            return False
+        if config.ca_bundle is None:
+            return True
+        try:
+            return ssl.create_default_context(cafile=str(config.ca_bundle))
+        except (OSError, ssl.SSLError) as error:
+            raise StartupError(f"sink {self.name!r}: ca_bundle {config.ca_bundle}: cannot load: {error}") from error
+
+
+# -- Standard Webhooks signing (https://www.standardwebhooks.com/) -------------------------------------------------
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key: base64-decoded after a `whsec_` prefix, else the secret's UTF-8 bytes."""
+    if secret.startswith(WHSEC_PREFIX):
+        try:
+            key = base64.b64decode(secret.removeprefix(WHSEC_PREFIX), validate=True)
+        except (binascii.Error, ValueError):
+            raise StartupError("webhook secret: the part after whsec_ is not valid base64") from None
+    else:
+        key = secret.encode("utf-8")
+    if not key:
+        raise StartupError("webhook secret is empty")
+    return key
+
+
+def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))."""
+    signed = message_id.encode("utf-8") + b"." + str(timestamp).encode("ascii") + b"." + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delay-seconds or an HTTP-date (never negative); None when absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _RETRY_AFTER_SECONDS.match(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _content_type(content_type: str) -> str:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type.startswith("text/") and "charset=" not in content_type.lower():
+        return f"{content_type}; charset=utf-8"
+    return content_type
+
+
+def _read_some(response: httpx.Response) -> bytes:
+    """The first bytes of the body for an excerpt; the rest is read up to a limit so the connection can be reused."""
+    kept = b""
+    seen = 0
+    try:
+        for chunk in response.iter_bytes():
+            if len(kept) < _EXCERPT_BYTES:
+                kept += chunk[: _EXCERPT_BYTES - len(kept)]
+            seen += len(chunk)
+            if seen > _DRAIN_LIMIT_BYTES:
+                break  # closing the response drops the connection instead
+    except httpx.HTTPError:
+        pass  # the status already decided the outcome
+    return kept
+
+
+def _excerpt(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", errors="replace").split())
+    return f": {text!r}" if text else ""
+
+
+def _ip_address(text: str) -> IpAddress | None:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _forbidden(address: IpAddress) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in _METADATA_ADDRESSES:
+        return "an instance-metadata (credentials) address"
+    if address.is_link_local:
+        return "a link-local address"
+    return None
+
+
+def _cause(error: BaseException, kind: type[E]) -> E | None:
+    """The first exception of `kind` in the chain of causes (httpx wraps httpcore, which wraps the ssl error)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+__all__ = ["USER_AGENT", "RetryAfterError", "WebhookSink", "parse_retry_after", "sign", "signing_key"]

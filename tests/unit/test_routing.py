@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samples import STREAM_ARN
+
+from consumer.config import HandlerSinkConfig, config_from_mapping
+from consumer.decode import StreamContext, decode_record
+from consumer.errors import ConfigError
+from consumer.events import ChangeEvent
+from consumer.router import Router
+from consumer.sinks.base import Message
+from consumer.sinks.handler import HandlerSink, load_handler
+
+CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
+SEED_HANDLER = Path(__file__).parents[2] / "config" / "handlers" / "lambda_function.py"
+
+
+def _event(
+    event_name: str, sequence: str, *, new: dict[str, Any] | None, old: dict[str, Any] | None = None
+) -> ChangeEvent:
+    dynamodb: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1732800000000,
+        "Keys": {"productId": {"S": "prod-123"}},
+        "SequenceNumber": sequence,
+        "SizeBytes": 10,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if new:
+        dynamodb["NewImage"] = new
+    if old:
+        dynamodb["OldImage"] = old
+    record = {"eventID": f"id-{sequence}", "eventName": event_name, "eventVersion": "1.1", "dynamodb": dynamodb}
+    return decode_record(json.dumps(record).encode(), CONTEXT)
+
+
+MOUSE = {"productId": {"S": "prod-123"}, "name": {"S": "Wireless Mouse"}, "price": {"N": "25.99"}}
+CHEAPER = {**MOUSE, "price": {"N": "19.99"}}
+RENAMED = {**MOUSE, "name": {"S": "Silent Mouse"}}
+INSERT = _event("INSERT", "1", new=MOUSE)
+PRICE_CHANGE = _event("MODIFY", "2", new=CHEAPER, old=MOUSE)
+RENAME = _event("MODIFY", "3", new=RENAMED, old=MOUSE)
+REMOVE = _event("REMOVE", "4", new=None, old=RENAMED)
+ALL = [INSERT, PRICE_CHANGE, RENAME, REMOVE]
+
+
+def _router(routes: list[dict[str, Any]], unmatched: str = "drop") -> Router:
+    config = config_from_mapping(
+        {
+            "application_name": "app",
+            "source": {"table_name": "products", "region": "us-east-1"},
+            "sinks": [{"type": "memory", "name": n} for n in ("a", "b", "c")],
+            "routes": routes,
+            "unmatched": unmatched,
+        },
+        environ={},
+    )
+    return Router.from_config(config, CONTEXT)
+
+
+def _sequences(messages: list[Message]) -> list[str]:
+    return [m.event.sequence_number for m in messages]
+
+
+def test_lambda_filter_criteria_pasted_as_is() -> None:
+    criteria = {"Filters": [{"Pattern": json.dumps({"eventName": ["INSERT", "REMOVE"]})}]}
+    routed = _router([{"name": "r", "sinks": ["a"], "filter": {"filter_criteria": criteria}}]).route(ALL)
+    assert _sequences(routed.by_sink["a"]) == ["1", "4"]
+    assert routed.unmatched == 2
+
+
+def test_typed_lambda_pattern_on_the_new_image() -> None:
+    pattern = {"dynamodb": {"NewImage": {"price": {"N": [{"numeric": ["<", 20]}]}}}}
+    routed = _router([{"name": "cheap", "sinks": ["a"], "filter": {"patterns": [pattern]}}]).route(ALL)
+    assert _sequences(routed.by_sink["a"]) == ["2"]
+
+
+def test_changed_attribute_rule() -> None:
+    routed = _router([{"name": "price", "sinks": ["a"], "filter": {"changed": ["price"]}}]).route(ALL)
+    assert _sequences(routed.by_sink["a"]) == ["2"]
+
+
+def test_condition_on_plain_values() -> None:
+    where = [{"eventName": ["MODIFY"], "new": {"name": [{"prefix": "Silent"}]}}]
+    routed = _router([{"name": "r", "sinks": ["a"], "filter": {"where": where}}]).route(ALL)
+    assert _sequences(routed.by_sink["a"]) == ["3"]
+
+
+def test_fan_out_and_default_route() -> None:
+    routes = [
+        {"name": "inserts", "sinks": ["a", "b"], "filter": {"patterns": [{"eventName": ["INSERT"]}]}},
+        {"name": "everything-modify", "sinks": ["b"], "filter": {"patterns": [{"eventName": ["MODIFY"]}]}},
+        {"name": "rest", "sinks": ["c"], "filter": {"patterns": [{"eventName": ["NONE"]}]}},
+    ]
+    routed = _router(routes, unmatched="rest").route(ALL)
+    assert _sequences(routed.by_sink["a"]) == ["1"]
+    assert _sequences(routed.by_sink["b"]) == ["1", "2", "3"]  # stream order kept across routes
+    assert _sequences(routed.by_sink["c"]) == ["4"]
+    assert routed.unmatched == 1
+
+
+def test_formats_lambda_plain_and_template() -> None:
+    routes = [
+        {"name": "l", "sinks": ["a"], "format": "lambda"},
+        {"name": "p", "sinks": ["b"], "format": "plain"},
+        {
+            "name": "t",
+            "sinks": ["c"],
+            "format": "template",
+            "content_type": "application/json",
+            "template": '{"text": {{ ("New product added: " ~ new.name) | tojson }}, "price": {{ new.price }}}',
+        },
+    ]
+    routed = _router(routes).route([INSERT])
+    lambda_record = json.loads(routed.by_sink["a"][0].body)
+    assert lambda_record["eventSourceARN"] == STREAM_ARN
+    assert lambda_record["dynamodb"]["ApproximateCreationDateTime"] == 1732800000
+    assert lambda_record["dynamodb"]["NewImage"]["price"] == {"N": "25.99"}
+    assert json.loads(routed.by_sink["b"][0].body)["new"]["price"] == 25.99
+    slack = routed.by_sink["c"][0]
+    assert slack.body == '{"text": "New product added: Wireless Mouse", "price": 25.99}'
+    assert slack.content_type == "application/json"
+
+
+def test_template_failing_for_one_event_is_a_permanent_failure_not_a_crash() -> None:
+    routes = [{"name": "t", "sinks": ["a"], "format": "template", "template": "{{ new.name }} removed"}]
+    routed = _router(routes).route([INSERT, REMOVE])
+    assert [m.body for m in routed.by_sink["a"]] == ["Wireless Mouse removed"]
+    (failure,) = routed.unrenderable
+    assert failure.message.event is REMOVE
+    assert "template failed" in str(failure.error)
+
+
+def test_template_is_sandboxed() -> None:
+    routes = [{"name": "t", "sinks": ["a"], "format": "template", "template": "{{ new.__class__.__mro__ }}"}]
+    routed = _router(routes).route([INSERT])
+    assert routed.unrenderable
+
+
+@pytest.mark.parametrize(
+    ("routes", "extra", "path", "text"),
+    [
+        ([{"name": "r", "sinks": ["nope"]}], {}, "routes.0.sinks.0", "no sink is named 'nope'"),
+        (
+            [{"name": "r", "sinks": ["a"], "filter": {"patterns": [{"eventName": [{"prefx": "I"}]}]}}],
+            {},
+            "routes.0.filter.patterns",
+            "unknown operator 'prefx'",
+        ),
+        (
+            [{"name": "r", "sinks": ["a"], "format": "template", "template": "{{ new.name "}],
+            {},
+            "routes.0.template",
+            "template syntax error",
+        ),
+        ([{"name": "r", "sinks": ["a"], "format": "template"}], {}, "routes.0", "needs a template"),
+        ([{"name": "r", "sinks": ["a"]}], {"unmatched": "elsewhere"}, "unmatched", "'drop' or the name of a route"),
+        ([{"name": "r", "sinks": ["a"]}], {"sinks": [{"type": "pager", "name": "a"}]}, "sinks.0", "pager"),
+        (
+            [{"name": "r", "sinks": ["a"]}],
+            {"sinks": [{"type": "webhook", "name": "a", "url": "http://x", "secret": {"env": "HOOK_SECRET"}}]},
+            "sinks.0.secret",
+            "environment variable HOOK_SECRET is not set",
+        ),
+    ],
+)
+def test_route_and_sink_problems_are_named_by_field_path(
+    routes: list[dict[str, Any]], extra: dict[str, Any], path: str, text: str
+) -> None:
+    data = {
+        "application_name": "app",
+        "source": {"table_name": "products", "region": "us-east-1"},
+        "sinks": [{"type": "memory", "name": "a"}],
+        "routes": routes,
+        **extra,
+    }
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(data, environ={})
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert path in problems, problems
+    assert text in problems[path]
+
+
+def test_the_seed_handler_runs_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = HandlerSink(HandlerSinkConfig(type="handler", handler=f"{SEED_HANDLER}:lambda_handler"), CONTEXT)
+    messages = [Message(e, "r", "", "application/json") for e in (INSERT, PRICE_CHANGE, REMOVE)]
+    assert sink.send(messages) == ()
+    out = capsys.readouterr().out
+    assert "New product added: Wireless Mouse" in out
+    assert "Event: INSERT, Product ID: prod-123, Name: Wireless Mouse, Price: 25.99" in out
+    assert "Product updated: Wireless Mouse" in out
+    assert "No NewImage found in record." in out
+
+
+def _handler_sink(tmp_path: Path, code: str) -> HandlerSink:
+    (tmp_path / "fn.py").write_text(code)
+    return HandlerSink(HandlerSinkConfig(type="handler", handler=f"{tmp_path / 'fn.py'}:handler"), CONTEXT)
+
+
+def test_handler_batch_item_failures_resend_from_the_lowest_failed_record(tmp_path: Path) -> None:
+    sink = _handler_sink(
+        tmp_path,
+        "def handler(event, context):\n"
+        "    assert context.get_remaining_time_in_millis() > 0 and context.aws_request_id\n"
+        "    return {'batchItemFailures': [{'itemIdentifier': r['dynamodb']['SequenceNumber']}\n"
+        "            for r in event['Records'] if r['eventName'] == 'MODIFY']}\n",
+    )
+    messages = [Message(e, "r", "", "application/json") for e in ALL]
+    failures = sink.send(messages)
+    assert [f.message.event.sequence_number for f in failures] == ["2", "3", "4"]
+
+
+def test_handler_exception_fails_the_batch_transiently(tmp_path: Path) -> None:
+    sink = _handler_sink(tmp_path, "def handler(event, context):\n    raise ValueError('boom')\n")
+    from consumer.errors import TransientDeliveryError  # noqa: PLC0415
+
+    with pytest.raises(TransientDeliveryError, match="ValueError: boom"):
+        sink.send([Message(INSERT, "r", "", "application/json")])
+
+
+def test_unknown_identifier_fails_the_whole_batch(tmp_path: Path) -> None:
+    sink = _handler_sink(
+        tmp_path, "def handler(event, context):\n    return {'batchItemFailures': [{'itemIdentifier': 'x'}]}\n"
+    )
+    failures = sink.send([Message(e, "r", "", "application/json") for e in ALL])
+    assert len(failures) == 4
+
+
+def test_handler_that_cannot_load_is_a_startup_error(tmp_path: Path) -> None:
+    from consumer.errors import StartupError  # noqa: PLC0415
+
+    with pytest.raises(StartupError, match="cannot load handler"):
+        load_handler("no_such_module_xyz:handler")
+    with pytest.raises(StartupError, match="cannot load handler"):
+        load_handler(f"{tmp_path / 'absent.py'}:handler")

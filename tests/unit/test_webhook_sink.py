@@ -1,0 +1,583 @@
+"""The webhook sink against real HTTP(S) servers on loopback: headers, signing, outcomes, TLS and the SSRF guard."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+import consumer
+from consumer.config import WebhookSinkConfig
+from consumer.decode import StreamContext, decode_record
+from consumer.errors import PermanentDeliveryError, StartupError, TransientDeliveryError
+from consumer.events import ChangeEvent
+from consumer.sinks import webhook
+from consumer.sinks.base import Message
+from consumer.sinks.registry import build_sink
+from consumer.sinks.webhook import RetryAfterError, WebhookSink, parse_retry_after
+
+CONTEXT = StreamContext(
+    stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945",
+    region="us-east-1",
+)
+WHSEC = "whsec_" + base64.b64encode(b"a 24-byte test signing k").decode()
+
+
+# -- a real HTTP server on loopback --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b'{"ok":true}'
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    client_port: int
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a keep-alive handler waiting for the next request must not hold up teardown
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[Received] = []
+        self.plan: list[Reply] = []
+        self.release = threading.Event()  # wakes delayed replies at teardown
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
+    timeout = 10
+    server: _Server
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        received = Received(
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, self.client_address[1]
+        )
+        with self.server.lock:
+            self.server.received.append(received)
+            reply = self.server.plan.pop(0) if self.server.plan else Reply()
+        if reply.delay:
+            self.server.release.wait(reply.delay)
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:
+            self.close_connection = True  # the client gave up (timeout test)
+
+    def do_PUT(self) -> None:
+        self.do_POST()
+
+    def do_PATCH(self) -> None:
+        self.do_POST()
+
+    def log_message(self, *_: object) -> None:
+        return
+
+
+def _serve(server: _Server) -> Iterator[_Server]:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    yield from _serve(_Server())
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca: trustme.CA) -> Iterator[_Server]:
+    server = _Server()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield from _serve(server)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx honours proxy variables; loopback test traffic must go straight to the test server.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make_sink() -> Iterator[Callable[..., WebhookSink]]:
+    sinks: list[WebhookSink] = []
+
+    def make(url: str, **settings: Any) -> WebhookSink:
+        config = WebhookSinkConfig.model_validate({"type": "webhook", "url": url, **settings})
+        sink = build_sink(config, CONTEXT)
+        assert isinstance(sink, WebhookSink)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.close()
+
+
+def _event(sequence: str, product: str = "p-1") -> ChangeEvent:
+    record = {
+        "eventID": f"id-{sequence}",
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1732800000000,
+            "Keys": {"productId": {"S": product}},
+            "NewImage": {"productId": {"S": product}, "price": {"N": "25.99"}},
+            "SequenceNumber": sequence,
+            "SizeBytes": 40,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    return decode_record(json.dumps(record).encode(), CONTEXT)
+
+
+def _message(sequence: str, body: str | None = None, content_type: str = "application/json") -> Message:
+    event = _event(sequence)
+    text = json.dumps({"id": event.event_id, "product": "p-1"}) if body is None else body
+    return Message(event, "route", text, content_type)
+
+
+def _expected_signature(key: bytes, received: Received) -> str:
+    signed = f"{received.headers['webhook-id']}.{received.headers['webhook-timestamp']}.".encode() + received.body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+@pytest.fixture
+def forbid_connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    attempts: list[tuple[Any, ...]] = []
+
+    def create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        attempts.append(address)
+        raise ConnectionRefusedError(111, "test: connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return attempts
+
+
+def _resolve_to(monkeypatch: pytest.MonkeyPatch, host: str, *addresses: str) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if name != host:
+            return real(name, port, *args, **kwargs)
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+# -- requests ------------------------------------------------------------------------------------------------------
+
+
+def test_each_message_is_one_request_with_its_body_and_headers(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_TOKEN", "Bearer s3cret")
+    sink = make_sink(
+        f"http://127.0.0.1:{server.port}/hooks/products?x=1",
+        headers={"Authorization": {"env": "WEBHOOK_TOKEN"}, "X-Team": "catalog"},
+    )
+    batch = [_message("100"), _message("200"), _message("300")]
+
+    assert sink.send(batch) == ()
+
+    assert [r.body.decode() for r in server.received] == [m.body for m in batch]
+    for received, message in zip(server.received, batch, strict=True):
+        assert received.method == "POST"
+        assert received.path == "/hooks/products?x=1"
+        assert received.headers["content-type"] == "application/json"
+        assert received.headers["idempotency-key"] == message.event.event_id
+        assert received.headers["user-agent"] == f"dynamodb-streams-consumer/{consumer.__version__}"
+        assert received.headers["authorization"] == "Bearer s3cret"
+        assert received.headers["x-team"] == "catalog"
+        assert "webhook-signature" not in received.headers
+    # One client per sink: the three requests share a connection.
+    assert len({r.client_port for r in server.received}) == 1
+
+
+def test_text_bodies_are_utf8_with_a_charset(server: _Server, make_sink: Callable[..., WebhookSink]) -> None:
+    sink = make_sink(f"http://127.0.0.1:{server.port}/", method="PUT")
+
+    assert sink.send([_message("100", body="Größe: 42 €", content_type="text/plain")]) == ()
+
+    (received,) = server.received
+    assert received.method == "PUT"
+    assert received.headers["content-type"] == "text/plain; charset=utf-8"
+    assert received.body == "Größe: 42 €".encode()
+
+
+def test_a_missing_environment_variable_stops_the_start(make_sink: Callable[..., WebhookSink]) -> None:
+    with pytest.raises(StartupError, match="WEBHOOK_NOT_SET_ANYWHERE"):
+        make_sink("http://127.0.0.1:9/", headers={"Authorization": {"env": "WEBHOOK_NOT_SET_ANYWHERE"}})
+    with pytest.raises(StartupError, match="WEBHOOK_NOT_SET_ANYWHERE"):
+        make_sink("http://127.0.0.1:9/", secret={"env": "WEBHOOK_NOT_SET_ANYWHERE"})
+
+
+@pytest.mark.parametrize(
+    ("headers", "secret", "problem"),
+    [
+        ({"Content-Type": "text/html"}, None, "set by the sink"),
+        ({"X-Bad": "a\r\nInjected: 1"}, None, "line breaks"),
+        ({"Bad Name": "x"}, None, "header name"),
+        ({}, "whsec_not*base64", "base64"),
+        ({}, "", "empty"),
+    ],
+)
+def test_bad_headers_and_secrets_stop_the_start(
+    make_sink: Callable[..., WebhookSink], headers: dict[str, str], secret: str | None, problem: str
+) -> None:
+    with pytest.raises(StartupError, match=problem):
+        make_sink("http://127.0.0.1:9/", headers=headers, secret=secret)
+
+
+# -- Standard Webhooks signatures ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "key"),
+    [(WHSEC, b"a 24-byte test signing k"), ("plain text secret", b"plain text secret")],
+    ids=["whsec", "raw"],
+)
+def test_requests_are_signed_the_standard_webhooks_way(
+    server: _Server,
+    make_sink: Callable[..., WebhookSink],
+    monkeypatch: pytest.MonkeyPatch,
+    secret: str,
+    key: bytes,
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", secret)
+    sink = make_sink(f"http://127.0.0.1:{server.port}/", secret={"env": "WEBHOOK_SECRET"})
+    batch = [_message("100"), _message("200", body="ünïcode body", content_type="text/plain")]
+
+    assert sink.send(batch) == ()
+
+    for received, message in zip(server.received, batch, strict=True):
+        assert received.headers["webhook-id"] == message.event.event_id
+        assert abs(int(received.headers["webhook-timestamp"]) - time.time()) < 5
+        assert received.headers["webhook-signature"] == _expected_signature(key, received)
+        assert received.headers["webhook-signature"] != _expected_signature(b"another key", received)
+
+
+# -- outcomes ------------------------------------------------------------------------------------------------------
+
+
+def test_a_slow_endpoint_is_a_transient_failure_within_the_timeout(
+    server: _Server, make_sink: Callable[..., WebhookSink]
+) -> None:
+    server.plan.append(Reply(delay=5))
+    sink = make_sink(f"http://127.0.0.1:{server.port}/", timeout_seconds=0.3)
+    message = _message("100")
+
+    started = time.monotonic()
+    (failure,) = sink.send([message])
+    elapsed = time.monotonic() - started
+
+    assert failure.message is message
+    assert isinstance(failure.error, TransientDeliveryError)
+    assert "0.3s" in str(failure.error)
+    assert 0.25 < elapsed < 1.5
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_transient_with_retry_after(
+    server: _Server, make_sink: Callable[..., WebhookSink], status: int
+) -> None:
+    server.plan.append(Reply(status=status, headers={"Retry-After": "7"}, body=b"slow down"))
+    sink = make_sink(f"http://127.0.0.1:{server.port}/")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, RetryAfterError)
+    assert isinstance(failure.error, TransientDeliveryError)
+    assert failure.error.status == status
+    assert failure.error.retry_after == 7.0
+    assert f"HTTP {status}" in str(failure.error)
+
+
+def test_retry_after_as_an_http_date(server: _Server, make_sink: Callable[..., WebhookSink]) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    server.plan.append(Reply(status=429, headers={"Retry-After": later}))
+    server.plan.append(Reply(status=503))
+    sink = make_sink(f"http://127.0.0.1:{server.port}/")
+
+    (throttled,) = sink.send([_message("100")])
+    (unavailable,) = sink.send([_message("100")])
+
+    assert isinstance(throttled.error, RetryAfterError)
+    assert throttled.error.retry_after is not None
+    assert 110 < throttled.error.retry_after <= 121
+    assert isinstance(unavailable.error, RetryAfterError)
+    assert unavailable.error.retry_after is None
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert parse_retry_after(None) is None
+    assert parse_retry_after(" 30 ") == 30.0
+    assert parse_retry_after("1.5") == 1.5
+    assert parse_retry_after("Thu, 01 Jan 2026 00:01:00 GMT", now=now) == 60.0
+    assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now=now) == 0.0  # in the past: now
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-5") is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
+def test_client_errors_are_permanent_with_the_status_and_an_excerpt(
+    server: _Server, make_sink: Callable[..., WebhookSink], status: int
+) -> None:
+    server.plan.append(Reply(status=status, body=b'{"error": "price must be positive"}' + b"x" * 5000))
+    sink = make_sink(f"http://127.0.0.1:{server.port}/secret-token-in-path")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, PermanentDeliveryError)
+    text = str(failure.error)
+    assert f"HTTP {status}" in text
+    assert "price must be positive" in text
+    assert len(text) < 400
+    assert "secret-token-in-path" not in text  # only the origin is named
+
+
+def test_redirects_are_not_followed(server: _Server, make_sink: Callable[..., WebhookSink]) -> None:
+    server.plan.append(Reply(status=302, headers={"Location": f"http://127.0.0.1:{server.port}/elsewhere"}))
+    sink = make_sink(f"http://127.0.0.1:{server.port}/")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, PermanentDeliveryError)
+    assert "HTTP 302" in str(failure.error)
+    assert len(server.received) == 1
+
+
+def test_a_failure_mid_batch_leaves_the_rest_unsent(server: _Server, make_sink: Callable[..., WebhookSink]) -> None:
+    server.plan += [Reply(), Reply(status=500), Reply(), Reply()]
+    sink = make_sink(f"http://127.0.0.1:{server.port}/")
+    batch = [_message("100"), _message("200"), _message("300"), _message("400")]
+
+    failures = sink.send(batch)
+
+    assert [f.message for f in failures] == batch[1:]
+    assert isinstance(failures[0].error, RetryAfterError)
+    assert all(type(f.error) is TransientDeliveryError for f in failures[1:])
+    assert all("not sent" in str(f.error) for f in failures[1:])
+    assert [r.headers["idempotency-key"] for r in server.received] == ["id-100", "id-200"]
+
+    # The pipeline resends exactly the failed ones; they arrive in order.
+    assert sink.send([f.message for f in failures]) == ()
+    assert [r.headers["idempotency-key"] for r in server.received] == ["id-100", "id-200", "id-200", "id-300", "id-400"]
+
+
+def test_a_refused_connection_is_transient(make_sink: Callable[..., WebhookSink]) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = make_sink(f"http://127.0.0.1:{port}/")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, TransientDeliveryError)
+    assert "ConnectError" in str(failure.error)
+
+
+def test_an_empty_batch_sends_nothing(server: _Server, make_sink: Callable[..., WebhookSink]) -> None:
+    assert make_sink(f"http://127.0.0.1:{server.port}/").send([]) == ()
+    assert server.received == []
+
+
+def test_close_closes_the_client(server: _Server) -> None:
+    config = WebhookSinkConfig(type="webhook", url=f"http://127.0.0.1:{server.port}/")
+    sink = WebhookSink(config, CONTEXT)
+    sink.close()
+    assert sink._client.is_closed
+    sink.close()
+
+
+# -- TLS -----------------------------------------------------------------------------------------------------------
+
+
+def test_an_untrusted_certificate_is_a_permanent_failure(
+    tls_server: _Server, make_sink: Callable[..., WebhookSink]
+) -> None:
+    sink = make_sink(f"https://127.0.0.1:{tls_server.port}/")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, PermanentDeliveryError)
+    assert "TLS verification failed" in str(failure.error)
+    assert tls_server.received == []
+
+
+def test_a_ca_bundle_makes_the_certificate_trusted(
+    tls_server: _Server, make_sink: Callable[..., WebhookSink], ca: trustme.CA, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    sink = make_sink(f"https://127.0.0.1:{tls_server.port}/", ca_bundle=str(bundle))
+
+    assert sink.send([_message("100"), _message("200")]) == ()
+    assert [r.headers["idempotency-key"] for r in tls_server.received] == ["id-100", "id-200"]
+
+
+def test_verify_tls_false_skips_verification(tls_server: _Server, make_sink: Callable[..., WebhookSink]) -> None:
+    sink = make_sink(f"https://127.0.0.1:{tls_server.port}/", verify_tls=False)
+
+    assert sink.send([_message("100")]) == ()
+
+
+def test_an_unreadable_ca_bundle_stops_the_start(make_sink: Callable[..., WebhookSink], tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="ca_bundle"):
+        make_sink("https://127.0.0.1:9/", ca_bundle=str(tmp_path / "missing.pem"))
+
+
+# -- SSRF guard ----------------------------------------------------------------------------------------------------
+
+
+def test_the_instance_metadata_address_is_refused_without_connecting(
+    make_sink: Callable[..., WebhookSink], forbid_connections: list[tuple[Any, ...]]
+) -> None:
+    sink = make_sink("http://169.254.169.254/latest/meta-data/iam/security-credentials/")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, PermanentDeliveryError)
+    assert "allow_link_local" in str(failure.error)
+    assert "169.254.169.254" in str(failure.error)
+    assert forbid_connections == []
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [("169.254.170.2",), ("fe80::1",), ("fd00:ec2::254",), ("::ffff:169.254.169.254",), ("10.0.0.8", "169.254.1.1")],
+)
+def test_a_name_resolving_to_a_link_local_address_is_refused(
+    make_sink: Callable[..., WebhookSink],
+    monkeypatch: pytest.MonkeyPatch,
+    forbid_connections: list[tuple[Any, ...]],
+    addresses: tuple[str, ...],
+) -> None:
+    _resolve_to(monkeypatch, "hooks.example.test", *addresses)
+    sink = make_sink("https://hooks.example.test/in")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, PermanentDeliveryError)
+    assert "allow_link_local" in str(failure.error)
+    assert forbid_connections == []
+
+
+def test_the_guard_resolves_again_before_every_request(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink(f"http://hooks.example.test:{server.port}/")
+    _resolve_to(monkeypatch, "hooks.example.test", "127.0.0.1")
+    assert sink.send([_message("100")]) == ()
+
+    _resolve_to(monkeypatch, "hooks.example.test", "169.254.169.254")
+    (failure,) = sink.send([_message("200")])
+
+    assert isinstance(failure.error, PermanentDeliveryError)
+    assert len(server.received) == 1
+
+
+def test_allow_link_local_lets_the_request_go(
+    make_sink: Callable[..., WebhookSink],
+    monkeypatch: pytest.MonkeyPatch,
+    forbid_connections: list[tuple[Any, ...]],
+) -> None:
+    _resolve_to(monkeypatch, "metadata.example.test", "169.254.169.254")
+    sink = make_sink("http://metadata.example.test/latest", allow_link_local=True, timeout_seconds=0.5)
+
+    (failure,) = sink.send([_message("100")])
+
+    # It tried to connect (the test's socket refused), rather than refusing on its own.
+    assert isinstance(failure.error, TransientDeliveryError)
+    assert "allow_link_local" not in str(failure.error)
+    assert forbid_connections == [("metadata.example.test", 80)]
+
+
+def test_loopback_and_private_addresses_are_allowed(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _resolve_to(monkeypatch, "hooks.example.test", "127.0.0.1", "10.1.2.3", "fd12:3456::1")
+    sink = make_sink(f"http://hooks.example.test:{server.port}/")
+
+    assert sink.send([_message("100")]) == ()
+
+
+def test_an_unresolvable_host_is_transient(
+    make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch, forbid_connections: list[tuple[Any, ...]]
+) -> None:
+    def getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    sink = make_sink("https://nowhere.example.test/")
+
+    (failure,) = sink.send([_message("100")])
+
+    assert isinstance(failure.error, TransientDeliveryError)
+    assert "cannot resolve nowhere.example.test" in str(failure.error)
+    assert forbid_connections == []
+
+
+def test_registered_as_webhook() -> None:
+    assert webhook.WebhookSink is WebhookSink
+    config = WebhookSinkConfig(type="webhook", name="hooks", url="http://127.0.0.1:9/")
+    sink = build_sink(config, CONTEXT)
+    try:
+        assert isinstance(sink, WebhookSink)
+        assert sink.name == "hooks"
+    finally:
+        sink.close()
