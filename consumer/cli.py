@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="consume the configured stream until stopped (SIGTERM/SIGINT)")
     run.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    run.add_argument("--dry-run", action="store_true", help="route and render every event and log it, but send nothing")
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a configuration file and summarise it")
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.dry_run:
+        config = config.model_copy(update={"dry_run": True})
     configure_logging(config.log_level)
     from consumer import supervisor  # noqa: PLC0415 - keeps check-config free of the engine's imports
 

@@ -283,6 +283,8 @@ class Config(_Frozen):
     # What happens to an event no route takes: "drop" (counted), or the name of a route that takes it.
     unmatched: str = "drop"
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 25.0
+    # Route and render every event, log what each sink would be sent, send nothing (checkpoints still move).
+    dry_run: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     engine: EngineConfig = EngineConfig()
 

@@ -37,7 +37,8 @@ from consumer.errors import DecodeError, LeaseLostError
 from consumer.events import ChangeEvent
 from consumer.logs import configure_logging
 from consumer.router import Router
-from consumer.sinks import build_sink
+from consumer.sinks import Sink, build_sink
+from consumer.sinks.log import DryRunSink
 
 RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
 EXIT_UNDELIVERED = 3
@@ -210,7 +211,10 @@ def main() -> int:
     context = StreamContext(
         stream_arn=config.source.stream_arn, region=config.source.region, endpoint_url=config.source.endpoint_url
     )
-    pipeline = Pipeline(Router.from_config(config, context), [build_sink(sink, context) for sink in config.sinks])
+    sinks: list[Sink] = [
+        DryRunSink(sink.name, sink.type) if config.dry_run else build_sink(sink, context) for sink in config.sinks
+    ]
+    pipeline = Pipeline(Router.from_config(config, context), sinks)
     try:
         kcl.KCLProcess(RecordProcessor(pipeline, context), output_file=protocol_out).run()
     finally:

@@ -46,3 +46,25 @@ class LogSink:
 
     def close(self) -> None:
         return None
+
+
+class DryRunSink:
+    """Stands in for a configured sink under `dry_run`: logs what it would have been sent."""
+
+    def __init__(self, name: str, sink_type: str) -> None:
+        self.name = name
+        self._log = structlog.get_logger("consumer.sinks.dry_run").bind(sink=name, sink_type=sink_type)
+
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        for message in batch:
+            self._log.info(
+                "would send",
+                route=message.route,
+                event_id=message.event.event_id,
+                content_type=message.content_type,
+                body=message.body,
+            )
+        return ()
+
+    def close(self) -> None:
+        return None

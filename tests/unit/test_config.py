@@ -158,3 +158,11 @@ def test_malformed_kcl_property_names_are_refused(tmp_path: Path) -> None:
     text = VALID + "engine:\n  kcl_properties:\n    'bad key = 1': x\n"
     with pytest.raises(ConfigError, match="not KCL property names"):
         load_config(_write(tmp_path, text), environ={})
+
+
+def test_shipped_routing_example_is_valid() -> None:
+    path = Path(__file__).parents[2] / "config" / "products-notifications.yaml"
+    config = load_config(path, environ={"WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+    assert [route.name for route in config.routes][:2] == ["new-products-to-slack", "price-changes"]
+    with pytest.raises(ConfigError, match="environment variable WEBHOOK_SECRET is not set"):
+        load_config(path, environ={})
