@@ -235,6 +235,13 @@ class RouteConfig(_Frozen):
             compile_template(value)
         return value
 
+    @field_validator("sinks")
+    @classmethod
+    def _sinks_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("a sink is named twice")
+        return value
+
     @model_validator(mode="after")
     def _template_with_its_format(self) -> RouteConfig:
         if self.format == "template" and self.template is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -102,7 +103,12 @@ def event_from_record(record: Mapping[str, Any], context: StreamContext) -> Chan
 def to_lambda_record(event: ChangeEvent, context: StreamContext) -> dict[str, Any]:
     """The record as a Lambda event source mapping delivers it, so Lambda handlers run unchanged."""
     raw = event.record
-    dynamodb = dict(raw["dynamodb"])
+    # A deep copy: a handler that edits its event in place must not change what a retry or another sink sees.
+    dynamodb = copy.deepcopy(dict(raw["dynamodb"]))
+    for image in ("NewImage", "OldImage"):
+        # The adapter writes an absent image as {}; Lambda leaves the key out.
+        if not dynamodb.get(image):
+            dynamodb.pop(image, None)
     dynamodb["ApproximateCreationDateTime"] = int(event.approximate_creation.timestamp())
     out: dict[str, Any] = {
         "eventID": raw["eventID"],
@@ -114,7 +120,7 @@ def to_lambda_record(event: ChangeEvent, context: StreamContext) -> dict[str, An
         "eventSourceARN": context.stream_arn,
     }
     if "userIdentity" in raw:
-        out["userIdentity"] = raw["userIdentity"]
+        out["userIdentity"] = copy.deepcopy(raw["userIdentity"])
     return out
 
 

@@ -20,6 +20,8 @@ from consumer.sinks.base import Message, Sink
 
 log = structlog.get_logger("consumer.delivery")
 
+_RETRY_AFTER_CAP_SECONDS = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -93,6 +95,10 @@ class Pipeline:
                 break
             if attempt + 1 < self._retry.max_attempts:
                 delay = self._retry.delay(attempt)
+                # A server that says when to come back (429/503 Retry-After) is believed, within a cap.
+                retry_after = getattr(last_error, "retry_after", None)
+                if isinstance(retry_after, int | float) and retry_after > delay:
+                    delay = min(float(retry_after), _RETRY_AFTER_CAP_SECONDS)
                 log.warning(
                     "delivery retry",
                     sink=sink.name,

@@ -257,12 +257,9 @@ class EventFilter:
     def matches(self, record: Mapping[str, Any]) -> bool:
         if not self.patterns:
             return True
-        try:
-            return any(pattern.match(record) for pattern in self.patterns)
-        except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError, RecursionError):
-            # The tree only reads the record, but a record is arbitrary data (a Mapping subclass, a cycle): on the
-            # hot path a strange record is one that does not match, never a crash.
-            return False
+        # No exception is caught here: records are decoded data, so an exception is a bug, and treating it as "no
+        # match" would drop the event silently. It fails the batch instead, which is re-read after a restart.
+        return any(pattern.match(record) for pattern in self.patterns)
 
 
 # --- compiling ------------------------------------------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import jinja2
 
 from consumer.config import Config, RouteConfig
 from consumer.decode import StreamContext, to_lambda_record
@@ -63,20 +62,30 @@ class Router:
                 if self._unmatched is None:
                     continue
                 matched = [self._unmatched]
+            # Each sink takes an event once, through the first matching route (in configuration order): a second
+            # copy would carry the same eventID as FIFO deduplication id and idempotency key and be dropped as a
+            # duplicate downstream, or reach a Lambda handler twice in one batch, which Lambda never does.
+            taken: set[str] = set()
             for route in matched:
-                _add(routed, route, event)
+                _add(routed, route, event, taken)
         return routed
 
 
-def _add(routed: Routed, route: Route, event: ChangeEvent) -> None:
+def _add(routed: Routed, route: Route, event: ChangeEvent, taken: set[str]) -> None:
+    sinks = [sink for sink in route.sinks if sink not in taken]
+    if not sinks:
+        return
+    taken.update(sinks)
     try:
         body = route.render(event)
-    except jinja2.TemplateError as error:
-        # A template that fails for this event (e.g. new.name on a REMOVE) fails the same way on every retry.
-        problem = PermanentDeliveryError(f"route {route.name!r}: template failed: {type(error).__name__}: {error}")
+        if route.content_type == JSON:
+            json.loads(body)  # a hand-written JSON template with unescaped data would send broken JSON
+    except Exception as error:  # noqa: BLE001 - any failure of a user's template is this event's failure
+        # It fails the same way on every retry (e.g. new.name on a REMOVE, a name with a quote in a JSON template).
+        problem = PermanentDeliveryError(f"route {route.name!r}: cannot render: {type(error).__name__}: {error}")
         routed.unrenderable.append(Failure(Message(event, route.name, "", route.content_type), problem))
         return
-    for sink in route.sinks:
+    for sink in sinks:
         routed.by_sink.setdefault(sink, []).append(Message(event, route.name, body, route.content_type))
 
 

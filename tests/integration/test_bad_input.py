@@ -35,10 +35,15 @@ def _run(tmp_path: Path, config: dict[str, Any] | str, env: dict[str, str] | Non
         capture_output=True,
         text=True,
         timeout=60,
-        env=env or dict(os.environ),
+        env=env or _environment(),
         check=False,
     )
     return result.returncode, result.stderr, time.monotonic() - started
+
+
+def _environment() -> dict[str, str]:
+    # The session's moto fixture sets AWS_REGION; these tests decide the region themselves.
+    return {k: v for k, v in os.environ.items() if k not in {"AWS_REGION", "AWS_DEFAULT_REGION"}}
 
 
 def _assert_clear_failure(status: int, stderr: str, elapsed: float, cause: str) -> None:
@@ -106,7 +111,7 @@ def test_unreachable_endpoint(tmp_path: Path, moto: MotoServer) -> None:
 
 
 def test_java_missing(tmp_path: Path, moto: MotoServer, table: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env = {k: v for k, v in _environment().items() if k != "JAVA_HOME"}
     env["PATH"] = str(tmp_path / "empty-bin")
     status, stderr, elapsed = _run(tmp_path, _config(moto, table_name=table), env=env)
     _assert_clear_failure(status, stderr, elapsed, "Java not found")

@@ -29,10 +29,9 @@ def _event(
         "SizeBytes": 10,
         "StreamViewType": "NEW_AND_OLD_IMAGES",
     }
-    if new:
-        dynamodb["NewImage"] = new
-    if old:
-        dynamodb["OldImage"] = old
+    # As the adapter sends them: an absent image is an empty map.
+    dynamodb["NewImage"] = new or {}
+    dynamodb["OldImage"] = old or {}
     record = {"eventID": f"id-{sequence}", "eventName": event_name, "eventVersion": "1.1", "dynamodb": dynamodb}
     return decode_record(json.dumps(record).encode(), CONTEXT)
 
@@ -131,7 +130,7 @@ def test_template_failing_for_one_event_is_a_permanent_failure_not_a_crash() -> 
     assert [m.body for m in routed.by_sink["a"]] == ["Wireless Mouse removed"]
     (failure,) = routed.unrenderable
     assert failure.message.event is REMOVE
-    assert "template failed" in str(failure.error)
+    assert "cannot render: UndefinedError" in str(failure.error)
 
 
 def test_template_is_sandboxed() -> None:
@@ -236,3 +235,66 @@ def test_handler_that_cannot_load_is_a_startup_error(tmp_path: Path) -> None:
         load_handler("no_such_module_xyz:handler")
     with pytest.raises(StartupError, match="cannot load handler"):
         load_handler(f"{tmp_path / 'absent.py'}:handler")
+
+
+def test_lambda_format_leaves_out_absent_images_like_lambda() -> None:
+    routed = _router([{"name": "l", "sinks": ["a"], "format": "lambda"}]).route([INSERT, REMOVE])
+    insert, remove = (json.loads(m.body)["dynamodb"] for m in routed.by_sink["a"])
+    assert "OldImage" not in insert
+    assert "NewImage" in insert
+    assert "NewImage" not in remove
+    assert "OldImage" in remove
+
+
+def test_a_sink_takes_an_event_once_through_the_first_matching_route() -> None:
+    routes = [
+        {"name": "price", "sinks": ["a"], "filter": {"changed": ["price"]}},
+        {"name": "modify", "sinks": ["a", "b"], "filter": {"patterns": [{"eventName": ["MODIFY"]}]}},
+    ]
+    routed = _router(routes).route(ALL)
+    assert [(m.event.sequence_number, m.route) for m in routed.by_sink["a"]] == [
+        ("2", "price"),
+        ("3", "modify"),
+    ]
+    assert _sequences(routed.by_sink["b"]) == ["2", "3"]
+
+
+def test_a_route_may_not_name_a_sink_twice() -> None:
+    with pytest.raises(ConfigError, match="a sink is named twice"):
+        _router([{"name": "r", "sinks": ["a", "a"]}])
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 1 / (new.price - new.price) }}",  # DivisionByZero, not a Jinja error
+        "{{ new.name + 1 }}",  # TypeError
+        '{"text": "{{ new.name }}"}',  # JSON content type, but the data is not escaped
+    ],
+)
+def test_any_template_failure_is_that_events_permanent_failure(template: str) -> None:
+    name_with_quote = _event("INSERT", "9", new={**MOUSE, "name": {"S": 'The "Pro" Mouse'}})
+    routes = [
+        {"name": "t", "sinks": ["a"], "format": "template", "template": template, "content_type": "application/json"}
+    ]
+    routed = _router(routes).route([name_with_quote])
+    (failure,) = routed.unrenderable
+    assert "cannot render" in str(failure.error)
+
+
+def test_a_handler_editing_its_event_cannot_change_the_retry(tmp_path: Path) -> None:
+    sink = _handler_sink(
+        tmp_path,
+        "seen = []\n"
+        "def handler(event, context):\n"
+        "    record = event['Records'][0]\n"
+        "    seen.append(sorted(record['dynamodb']['NewImage']))\n"
+        "    record['dynamodb']['NewImage'].pop('price')\n"
+        "    return {'batchItemFailures': [{'itemIdentifier': record['dynamodb']['SequenceNumber']}]}\n",
+    )
+    message = Message(INSERT, "r", "", "application/json")
+    sink.send([message])
+    sink.send([message])
+    import fn  # noqa: PLC0415 - the handler module the sink loaded
+
+    assert fn.seen == [["name", "price", "productId"], ["name", "price", "productId"]]

@@ -144,3 +144,19 @@ def test_backoff_is_capped_full_jitter() -> None:
     delays = [policy.delay(attempt) for attempt in range(10) for _ in range(50)]
     assert all(0 <= d <= 4 for d in delays)
     assert max(delays) > 2  # grows past the base
+
+
+def test_retry_after_is_honoured_within_a_cap() -> None:
+    class ThrottledError(TransientDeliveryError):
+        retry_after = 7.0
+
+    sink = ScriptedSink([ThrottledError("429"), None])
+    slept: list[float] = []
+    pipeline = Pipeline(
+        Router.to_all([sink.name], CONTEXT),
+        [sink],
+        retry=RetryPolicy(max_attempts=3, base_delay_seconds=0.01, max_delay_seconds=0.02),
+        sleep=slept.append,
+    )
+    pipeline.deliver([_event("1")])
+    assert slept == [7.0]

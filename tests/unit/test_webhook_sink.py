@@ -581,3 +581,14 @@ def test_registered_as_webhook() -> None:
         assert sink.name == "hooks"
     finally:
         sink.close()
+
+
+def test_signature_matches_the_standard_webhooks_test_vector() -> None:
+    # The example from the Standard Webhooks specification and its reference libraries.
+    from consumer.sinks.webhook import sign, signing_key  # noqa: PLC0415
+
+    key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    body = b'{"test": 2432232314}'
+    assert sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
