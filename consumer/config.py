@@ -77,7 +77,50 @@ class SourceConfig(_Frozen):
         return self
 
 
-class LogSinkConfig(_Frozen):
+class DeliveryPolicy(_Frozen):
+    """Lambda's event-source-mapping error handling, per sink (or as the default for every sink)."""
+
+    # Retries after the first attempt, like Lambda's MaximumRetryAttempts; -1: until the record is too old.
+    max_retry_attempts: Annotated[int, Field(ge=-1, le=10_000)] = 7
+    # Records older than this (from their creation time) go to the on-failure destination instead of being
+    # retried, like Lambda's MaximumRecordAgeInSeconds; -1: no limit.
+    max_record_age_seconds: Annotated[int, Field(ge=-1, le=604_800)] = -1
+    backoff_base_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    backoff_max_seconds: Annotated[float, Field(gt=0, le=900)] = 10.0
+    # A batch the sink refused as a whole is split in two and each half retried, down to the single record that
+    # fails, so one poison record does not hold back the others (Lambda's BisectBatchOnFunctionError).
+    bisect_batch_on_error: bool = False
+
+
+class FileDestinationConfig(_Frozen):
+    type: Literal["file"]
+    path: Path
+
+
+class SqsDestinationConfig(_Frozen):
+    type: Literal["sqs"]
+    queue_url: Annotated[str, Field(pattern=r"^https?://\S+/\d{12}/[A-Za-z0-9_.-]+$")]
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+class SnsDestinationConfig(_Frozen):
+    type: Literal["sns"]
+    topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")]
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+OnFailureConfig = Annotated[
+    FileDestinationConfig | SqsDestinationConfig | SnsDestinationConfig, Field(discriminator="type")
+]
+
+
+class _SinkBase(_Frozen):
+    delivery: DeliveryPolicy | None = None  # default: the top-level `delivery`
+
+
+class LogSinkConfig(_SinkBase):
     """One structured log line per event, on stderr."""
 
     type: Literal["log"]
@@ -87,7 +130,7 @@ class LogSinkConfig(_Frozen):
     fields: tuple[str, ...] = ()
 
 
-class FileSinkConfig(_Frozen):
+class FileSinkConfig(_SinkBase):
     """Appends one line per message (the route's payload) to a file, flushed to disk before the checkpoint."""
 
     type: Literal["file"]
@@ -95,7 +138,7 @@ class FileSinkConfig(_Frozen):
     path: Path
 
 
-class MemorySinkConfig(_Frozen):
+class MemorySinkConfig(_SinkBase):
     """Keeps messages in the process: for tests and dry runs."""
 
     type: Literal["memory"]
@@ -114,7 +157,7 @@ def _http_url(value: str) -> str:
     return value
 
 
-class WebhookSinkConfig(_Frozen):
+class WebhookSinkConfig(_SinkBase):
     """POSTs each message to an HTTP endpoint, signed the Standard Webhooks way when a secret is set."""
 
     type: Literal["webhook"]
@@ -137,7 +180,7 @@ class WebhookSinkConfig(_Frozen):
         return _http_url(value)
 
 
-class _AwsSinkConfig(_Frozen):
+class _AwsSinkConfig(_SinkBase):
     # Default: the source's region and endpoint, so a local endpoint serves the sinks too.
     region: str | None = None
     endpoint_url: str | None = None
@@ -169,7 +212,7 @@ class EventBridgeSinkConfig(_AwsSinkConfig):
     detail_type: str | None = None  # default: the event name (INSERT, MODIFY, REMOVE)
 
 
-class HandlerSinkConfig(_Frozen):
+class HandlerSinkConfig(_SinkBase):
     """Runs a Lambda handler in-process with a Lambda-shaped event {"Records": [...]} and a context object."""
 
     type: Literal["handler"]
@@ -290,6 +333,11 @@ class Config(_Frozen):
     # What happens to an event no route takes: "drop" (counted), or the name of a route that takes it.
     unmatched: str = "drop"
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 25.0
+    # Retries, maximum record age and bisecting for every sink that does not set its own.
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    # Where records go that a sink refused for good or that ran out of retries or age, with the full record.
+    # Unset: such a batch stops the service instead (it is read again after the restart).
+    on_failure: OnFailureConfig | None = None
     # Route and render every event, log what each sink would be sent, send nothing (checkpoints still move).
     dry_run: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

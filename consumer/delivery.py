@@ -1,19 +1,24 @@
 """Route a decoded batch and hand each sink its messages; return only when every message is settled.
 
-This first version retries transient failures a bounded number of times with capped exponential backoff and
-full jitter; anything still failing is raised, so the caller never checkpoints past it.
+Settled means the sink accepted it, or it went to the on-failure destination. Per sink, a policy says how often
+to retry (exponential backoff with full jitter, a cap, and a server's Retry-After), how old a record may get,
+and whether to bisect a batch the sink refused as a whole. Permanent errors skip the retries. Without an
+on-failure destination, whatever cannot be delivered is raised, so the caller never checkpoints past it.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 
-from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from consumer.config import DeliveryPolicy
+from consumer.deadletter import DeadLetter, Destination, now
+from consumer.errors import DeliveryError, PermanentDeliveryError
 from consumer.events import ChangeEvent
 from consumer.router import Router
 from consumer.sinks.base import Message, Sink
@@ -21,28 +26,50 @@ from consumer.sinks.base import Message, Sink
 log = structlog.get_logger("consumer.delivery")
 
 _RETRY_AFTER_CAP_SECONDS = 60.0
+_DEAD_LETTER_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    # About half a minute of waiting in the worst case: rides out a short outage without restarting the worker.
-    max_attempts: int = 8
+    # Eight attempts, about half a minute of waiting in the worst case: rides out a short outage.
+    max_attempts: int = 8  # 0: until the record is older than max_record_age
     base_delay_seconds: float = 0.5
     max_delay_seconds: float = 10.0
+    max_record_age: timedelta | None = None
+    bisect: bool = False
+
+    @classmethod
+    def from_config(cls, policy: DeliveryPolicy) -> RetryPolicy:
+        return cls(
+            max_attempts=0 if policy.max_retry_attempts < 0 else policy.max_retry_attempts + 1,
+            base_delay_seconds=policy.backoff_base_seconds,
+            max_delay_seconds=policy.backoff_max_seconds,
+            max_record_age=(
+                None if policy.max_record_age_seconds < 0 else timedelta(seconds=policy.max_record_age_seconds)
+            ),
+            bisect=policy.bisect_batch_on_error,
+        )
 
     def delay(self, attempt: int) -> float:
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
-        return random.uniform(0, min(self.max_delay_seconds, self.base_delay_seconds * 2**attempt))  # noqa: S311
+        return random.uniform(0, min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(attempt, 30)))  # noqa: S311
+
+    def exhausted(self, attempts: int) -> bool:
+        return self.max_attempts > 0 and attempts >= self.max_attempts
 
 
 class UndeliveredError(DeliveryError):
-    """Some messages could not be delivered to a sink after every allowed attempt."""
+    """Records that could be neither delivered nor dead-lettered."""
 
-    def __init__(self, sink: str, messages: Sequence[Message], cause: DeliveryError) -> None:
+    def __init__(self, sink: str, sequence_numbers: Sequence[str], cause: BaseException) -> None:
         self.sink = sink
-        self.messages = tuple(messages)
+        self.sequence_numbers = tuple(sequence_numbers)
         self.cause = cause
-        super().__init__(f"sink {sink!r}: {len(messages)} message(s) undelivered: {type(cause).__name__}: {cause}")
+        super().__init__(f"{sink}: {len(sequence_numbers)} record(s) undelivered: {type(cause).__name__}: {cause}")
+
+
+class RecordTooOldError(PermanentDeliveryError):
+    """The record is older than the sink's max_record_age_seconds."""
 
 
 class Pipeline:
@@ -50,68 +77,186 @@ class Pipeline:
         self,
         router: Router,
         sinks: Sequence[Sink],
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
+        *,
+        dead_letters: Callable[[Sequence[DeadLetter]], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self._router = router
         self.sinks = tuple(sinks)
-        self._retry = retry or RetryPolicy()
+        default = RetryPolicy()
+        if isinstance(retry, Mapping):
+            self._policies = {sink.name: retry.get(sink.name, default) for sink in self.sinks}
+        else:
+            self._policies = {sink.name: retry or default for sink in self.sinks}
+        self._dead_letters = dead_letters
         self._sleep = sleep
+        self._clock = clock
 
     def deliver(self, batch: Sequence[ChangeEvent]) -> None:
-        """Return once every sink has accepted every message routed to it; raise UndeliveredError otherwise."""
+        """Return once every message is delivered or dead-lettered; raise UndeliveredError otherwise."""
         if not batch:
             return
         routed = self._router.route(batch)
         if routed.unmatched:
             log.debug("events matched no route", count=routed.unmatched)
-        if routed.unrenderable:
-            first = routed.unrenderable[0]
-            raise UndeliveredError(
-                f"route {first.message.route}", [f.message for f in routed.unrenderable], first.error
+        started = self._clock()
+        failed = [
+            DeadLetter(
+                f.message.route, None, f.error, 0, started, started, f.message.event.sequence_number, f.message.event
             )
+            for f in routed.unrenderable
+        ]
+        if failed:
+            self._settle_failures(failed, "router")
         for sink in self.sinks:
             messages = routed.by_sink.get(sink.name)
             if messages:
-                self._deliver_to(sink, messages)
+                letters = self._deliver_to(sink, messages, self._policies[sink.name])
+                if letters:
+                    self._settle_failures(letters, f"sink {sink.name!r}")
 
-    def _deliver_to(self, sink: Sink, batch: Sequence[Message]) -> None:
-        pending: Sequence[Message] = batch
-        for attempt in range(self._retry.max_attempts):
+    def _settle_failures(self, letters: Sequence[DeadLetter], where: str) -> None:
+        for letter in letters:
+            log.warning(
+                "record not delivered",
+                route=letter.route,
+                sink=letter.sink,
+                attempts=letter.attempts,
+                sequence_number=letter.sequence_number,
+                error=str(letter.error),
+                error_type=type(letter.error).__name__,
+                dead_lettered=self._dead_letters is not None,
+            )
+        if self._dead_letters is None:
+            raise UndeliveredError(where, [letter.sequence_number for letter in letters], letters[0].error)
+        self._dead_letters(letters)
+
+    def _deliver_to(self, sink: Sink, batch: Sequence[Message], policy: RetryPolicy) -> list[DeadLetter]:
+        """Deliver with retries; return what must be dead-lettered (in stream order)."""
+        pending: list[Message] = list(batch)
+        letters: list[DeadLetter] = []
+        first = self._clock()
+        attempts = 0
+        while pending:
+            pending, too_old = self._split_too_old(pending, policy)
+            letters += [
+                self._letter(m, sink, RecordTooOldError("older than max_record_age_seconds"), attempts, first)
+                for m in too_old
+            ]
+            if not pending:
+                break
+            attempts += 1
             try:
                 failures = sink.send(pending)
             except DeliveryError as error:
-                last_error: DeliveryError = error
-            except Exception as error:  # a sink's own bug must not escape as "delivered"
+                whole: DeliveryError | None = error
+                failures = []
+            except Exception as error:
                 log.exception("sink raised an untyped error", sink=sink.name)
-                last_error = PermanentDeliveryError(f"{type(error).__name__}: {error}")
+                whole = PermanentDeliveryError(f"{type(error).__name__}: {error}")
+                failures = []
             else:
+                whole = None
                 if not failures:
-                    return
-                pending = [failure.message for failure in failures]
-                permanent = [f for f in failures if isinstance(f.error, PermanentDeliveryError)]
-                last_error = (permanent or failures)[0].error
-            if isinstance(last_error, PermanentDeliveryError):
-                break
-            if attempt + 1 < self._retry.max_attempts:
-                delay = self._retry.delay(attempt)
-                # A server that says when to come back (429/503 Retry-After) is believed, within a cap.
-                retry_after = getattr(last_error, "retry_after", None)
-                if isinstance(retry_after, int | float) and retry_after > delay:
-                    delay = min(float(retry_after), _RETRY_AFTER_CAP_SECONDS)
-                log.warning(
-                    "delivery retry",
-                    sink=sink.name,
-                    pending=len(pending),
-                    attempt=attempt + 1,
-                    delay_seconds=round(delay, 3),
-                    error=str(last_error),
+                    break
+            if whole is not None and policy.bisect and len(pending) > 1:
+                # Lambda's bisect: halves retried separately, the first settled before the second (per-key order).
+                middle = len(pending) // 2
+                log.info("bisecting a refused batch", sink=sink.name, size=len(pending), error=str(whole))
+                return (
+                    letters
+                    + self._deliver_to(sink, pending[:middle], policy)
+                    + self._deliver_to(sink, pending[middle:], policy)
                 )
-                self._sleep(delay)
-        if not isinstance(last_error, TransientDeliveryError | PermanentDeliveryError):
-            last_error = TransientDeliveryError(str(last_error))
-        raise UndeliveredError(sink.name, pending, last_error)
+            errors = (
+                {id(m): whole for m in pending} if whole is not None else {id(f.message): f.error for f in failures}
+            )
+            # Permanent errors skip the retries; the rest are retried until the policy runs out.
+            retry = [m for m in pending if id(m) in errors and not isinstance(errors[id(m)], PermanentDeliveryError)]
+            give_up = [m for m in pending if id(m) in errors and (m not in retry or policy.exhausted(attempts))]
+            letters += [self._letter(m, sink, errors[id(m)], attempts, first) for m in give_up]
+            pending = [m for m in retry if m not in give_up]
+            if not pending:
+                break
+            last_error = errors[id(pending[0])]
+            delay = _retry_delay(policy, attempts, last_error)
+            log.warning(
+                "delivery retry",
+                sink=sink.name,
+                pending=len(pending),
+                attempt=attempts,
+                delay_seconds=round(delay, 3),
+                error=str(last_error),
+            )
+            self._sleep(delay)
+        return sorted(letters, key=lambda letter: int(letter.sequence_number))
+
+    def _split_too_old(self, pending: list[Message], policy: RetryPolicy) -> tuple[list[Message], list[Message]]:
+        if policy.max_record_age is None:
+            return pending, []
+        cutoff = self._clock() - policy.max_record_age
+        fresh = [m for m in pending if m.event.approximate_creation >= cutoff]
+        return fresh, [m for m in pending if m.event.approximate_creation < cutoff]
+
+    def _letter(self, message: Message, sink: Sink, error: DeliveryError, attempts: int, first: datetime) -> DeadLetter:
+        return DeadLetter(
+            route=message.route,
+            sink=sink.name,
+            error=error,
+            attempts=attempts,
+            first_attempt=first,
+            last_attempt=self._clock(),
+            sequence_number=message.event.sequence_number,
+            event=message.event,
+        )
 
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+
+
+def _retry_delay(policy: RetryPolicy, attempts: int, error: DeliveryError) -> float:
+    delay = policy.delay(attempts - 1)
+    # A server that says when to come back (429/503 Retry-After) is believed, within a cap.
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after > delay:
+        delay = min(float(retry_after), _RETRY_AFTER_CAP_SECONDS)
+    return delay
+
+
+class DeadLetterWriter:
+    """Stores dead letters in the destination, retrying a few times; raises when it cannot (never drops)."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        render: Callable[[DeadLetter], str],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._destination = destination
+        self._render = render
+        self._sleep = sleep
+
+    def __call__(self, letters: Sequence[DeadLetter]) -> None:
+        bodies = [self._render(letter) for letter in letters]
+        for attempt in range(_DEAD_LETTER_ATTEMPTS):
+            try:
+                self._destination.put(bodies)
+            except DeliveryError as error:
+                if isinstance(error, PermanentDeliveryError) or attempt + 1 == _DEAD_LETTER_ATTEMPTS:
+                    sequence_numbers = [letter.sequence_number for letter in letters]
+                    raise UndeliveredError(f"dead letters {self._destination.name}", sequence_numbers, error) from error
+                self._sleep(min(10.0, 0.5 * 2**attempt))
+            else:
+                log.warning(
+                    "dead-lettered",
+                    destination=self._destination.name,
+                    count=len(bodies),
+                    sequence_numbers=[letter.sequence_number for letter in letters],
+                )
+                return
+
+    def close(self) -> None:
+        self._destination.close()

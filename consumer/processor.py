@@ -31,8 +31,10 @@ from amazon_kclpy.v3 import processor as kcl_processor
 
 from consumer.checkpoint import Checkpointer, checkpoint, classify
 from consumer.config import Config
+from consumer.deadletter import DeadLetter, build_destination, now
+from consumer.deadletter import entry as dead_letter_entry
 from consumer.decode import StreamContext, decode_record
-from consumer.delivery import Pipeline, UndeliveredError
+from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
 from consumer.errors import DecodeError, LeaseLostError
 from consumer.events import ChangeEvent
 from consumer.logs import configure_logging
@@ -84,9 +86,16 @@ def _decided(method: Callable[..., None]) -> Callable[..., None]:
 
 
 class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
-    def __init__(self, pipeline: Pipeline, context: StreamContext, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        context: StreamContext,
+        sleep: Callable[[float], None] = time.sleep,
+        dead_letters: Callable[[Sequence[DeadLetter]], None] | None = None,
+    ) -> None:
         self._pipeline = pipeline
         self._context = context
+        self._dead_letters = dead_letters
         self._sleep = sleep
         self._shard_id = "unknown"
         self._last_settled: str | None = None
@@ -120,9 +129,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                     sink=error.sink,
                     error=str(error.cause),
                     error_type=type(error.cause).__name__,
-                    undelivered=[
-                        {"keys": m.event.keys, "sequence_number": m.event.sequence_number} for m in error.messages
-                    ],
+                    undelivered=list(error.sequence_numbers),
                 )
                 _exit(EXIT_UNDELIVERED)
             self._last_settled = last
@@ -156,18 +163,28 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
 
     def _decode(self, records: Sequence[Any]) -> list[ChangeEvent]:
         events = []
+        undecodable: list[DeadLetter] = []
         for record in records:
             try:
                 events.append(decode_record(record.binary_data, self._context))
             except DecodeError as error:
-                # No dead-letter destination exists yet: the log line carries the exact bytes the KCL sent (base64),
-                # so the record can be recovered from the log stream.
-                log.error(
-                    "undecodable record passed over",
-                    error=str(error),
-                    sequence_number=record.sequence_number,
-                    data_base64=base64.b64encode(record.binary_data).decode("ascii"),
+                moment = now()
+                undecodable.append(
+                    DeadLetter(
+                        None, None, error, 0, moment, moment, record.sequence_number, raw_data=record.binary_data
+                    )
                 )
+                if self._dead_letters is None:
+                    # No on-failure destination: the log line carries the exact bytes the KCL sent (base64), so
+                    # the record can be recovered from the log stream.
+                    log.error(
+                        "undecodable record passed over",
+                        error=str(error),
+                        sequence_number=record.sequence_number,
+                        data_base64=base64.b64encode(record.binary_data).decode("ascii"),
+                    )
+        if undecodable and self._dead_letters is not None:
+            self._dead_letters(undecodable)  # raises (and so stops the child) if it cannot store them
         return events
 
     def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str, *, force: bool = False) -> None:
@@ -214,11 +231,20 @@ def main() -> int:
     sinks: list[Sink] = [
         DryRunSink(sink.name, sink.type) if config.dry_run else build_sink(sink, context) for sink in config.sinks
     ]
-    pipeline = Pipeline(Router.from_config(config, context), sinks)
+    writer = None
+    if config.on_failure is not None:
+        destination = build_destination(config.on_failure, context)
+        writer = DeadLetterWriter(
+            destination, lambda letter: dead_letter_entry(letter, config.application_name, context)
+        )
+    policies = {sink.name: RetryPolicy.from_config(sink.delivery or config.delivery) for sink in config.sinks}
+    pipeline = Pipeline(Router.from_config(config, context), sinks, policies, dead_letters=writer)
     try:
-        kcl.KCLProcess(RecordProcessor(pipeline, context), output_file=protocol_out).run()
+        kcl.KCLProcess(RecordProcessor(pipeline, context, dead_letters=writer), output_file=protocol_out).run()
     finally:
         pipeline.close()
+        if writer is not None:
+            writer.close()
     return 0
 
 

@@ -269,3 +269,26 @@ def test_partial_failure_redelivers_only_the_failed_events() -> None:
     sink = FlakySink()
     _run(sink, INITIALIZE, _process(_stream_record("100", "p1"), _stream_record("101", "p2")), _checkpoint_reply("101"))
     assert [e.sequence_number for e in sink.events] == ["100", "101"]
+
+
+def test_undecodable_record_goes_to_the_on_failure_destination_when_there_is_one() -> None:
+    letters: list[Any] = []
+    stdin = io.StringIO(
+        "".join(
+            json.dumps(m) + "\n"
+            for m in (
+                INITIALIZE,
+                _process(_stream_record("100", "prod-1"), _kcl_record("101", b"\x00 not json")),
+                _checkpoint_reply("101"),
+            )
+        )
+    )
+    stdout = io.StringIO()
+    sink = RecordingSink()
+    pipeline = Pipeline(Router.to_all([sink.name], CONTEXT), [sink], sleep=lambda _: None)
+    processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None, dead_letters=letters.extend)
+    kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=io.StringIO()).run()
+    assert [(x.sequence_number, x.raw_data, type(x.error).__name__) for x in letters] == [
+        ("101", b"\x00 not json", "DecodeError")
+    ]
+    assert [e.sequence_number for e in sink.events] == ["100"]

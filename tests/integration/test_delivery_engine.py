@@ -1,0 +1,81 @@
+"""Delivery guarantees on the real engine: a permanent refusal is dead-lettered whole and the shard moves on."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Worker, checkpoints, put_product, unique
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
+
+
+class _Receiver(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Refuse)
+        self.accepted: list[str] = []
+
+
+class _Refuse(BaseHTTPRequestHandler):
+    """Accepts every product but one named "poison", which it refuses with 400 (a permanent error)."""
+
+    server: _Receiver
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        product = body["keys"]["productId"]
+        status = 400 if product == "poison" else 200
+        if status == 200:
+            self.server.accepted.append(product)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    server = _Receiver()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_permanent_refusal_is_dead_lettered_with_the_full_record_and_the_shard_keeps_moving(
+    dynamodb: Any, table: str, start_worker: Callable[..., Worker], receiver: _Receiver, tmp_path: Path
+) -> None:
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    application = unique("app")
+    extra = {
+        "sinks": [{"type": "webhook", "name": "hook", "url": f"http://127.0.0.1:{receiver.server_address[1]}/"}],
+        "on_failure": {"type": "file", "path": str(dead_letters)},
+        "delivery": {"max_retry_attempts": 2, "backoff_base_seconds": 0.1},
+    }
+    worker = start_worker(application, table, extra=extra)
+    for product in ("first", "poison", "last"):
+        put_product(dynamodb, table, product, name=f"{product} product", price=5)
+
+    deadline = time.monotonic() + 150
+    while receiver.accepted != ["first", "last"]:
+        assert worker.process.poll() is None, worker.tail()
+        assert time.monotonic() < deadline, f"accepted {receiver.accepted}\n{worker.tail()}"
+        time.sleep(0.25)
+    (letter,) = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+    assert letter["sink"] == "hook"
+    assert letter["error"]["class"] == "PermanentDeliveryError"
+    assert "400" in letter["error"]["message"]
+    assert letter["attempts"] == 1  # a permanent error burns no retries
+    assert letter["record"]["dynamodb"]["NewImage"]["name"] == {"S": "poison product"}
+    assert letter["record"]["eventSourceARN"].startswith("arn:aws:dynamodb:us-east-1:123456789012:table/products-")
+    assert worker.stop() == 0
+    (checkpoint,) = checkpoints(dynamodb, application).values()
+    assert int(checkpoint) > int(letter["sequenceNumber"])  # the shard moved past the dead letter

@@ -1,0 +1,163 @@
+"""Retries, maximum record age, bisect and the on-failure destination."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samples import STREAM_ARN
+
+from consumer.config import DeliveryPolicy, FileDestinationConfig
+from consumer.deadletter import DeadLetter, FileDestination, entry
+from consumer.decode import StreamContext, decode_record
+from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
+from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.router import Router
+from consumer.sinks.base import Failure, Message
+
+CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
+CREATED = datetime(2024, 11, 28, 13, 20, tzinfo=UTC)
+
+
+def _event(sequence: int) -> Any:
+    record = {
+        "eventID": f"id-{sequence}",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "ApproximateCreationDateTime": int(CREATED.timestamp() * 1000),
+            "Keys": {"productId": {"S": f"p-{sequence}"}},
+            "NewImage": {"productId": {"S": f"p-{sequence}"}, "price": {"N": "25.99"}},
+            "SequenceNumber": str(sequence),
+            "SizeBytes": 10,
+        },
+    }
+    return decode_record(json.dumps(record).encode(), CONTEXT)
+
+
+class Sink:
+    name = "s"
+
+    def __init__(self, refuse: Any = None, poison: set[str] | None = None) -> None:
+        self.refuse = refuse  # callable(batch) -> list of failures, or an exception to raise for every call
+        self.poison = poison or set()
+        self.accepted: list[str] = []
+        self.calls: list[list[str]] = []
+
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        sequences = [m.event.sequence_number for m in batch]
+        self.calls.append(sequences)
+        if self.poison & set(sequences):
+            raise TransientDeliveryError("the batch holds a poison record")
+        if isinstance(self.refuse, Exception):
+            raise self.refuse
+        failures = self.refuse(batch) if self.refuse else []
+        failed = {id(f.message) for f in failures}
+        self.accepted += [m.event.sequence_number for m in batch if id(m) not in failed]
+        return failures
+
+    def close(self) -> None:
+        return None
+
+
+def _run(
+    sink: Sink, events: list[Any], policy: RetryPolicy, clock: datetime = CREATED
+) -> tuple[list[DeadLetter], list[float]]:
+    letters: list[DeadLetter] = []
+    slept: list[float] = []
+    pipeline = Pipeline(
+        Router.to_all([sink.name], CONTEXT),
+        [sink],  # type: ignore[list-item]
+        {sink.name: policy},
+        dead_letters=letters.extend,
+        sleep=slept.append,
+        clock=lambda: clock,
+    )
+    pipeline.deliver(events)
+    return letters, slept
+
+
+def test_policy_from_config_follows_lambda_semantics() -> None:
+    policy = RetryPolicy.from_config(DeliveryPolicy(max_retry_attempts=2, max_record_age_seconds=60))
+    assert policy.max_attempts == 3  # the first attempt plus two retries
+    assert policy.max_record_age == timedelta(seconds=60)
+    unlimited = RetryPolicy.from_config(DeliveryPolicy(max_retry_attempts=-1))
+    assert not unlimited.exhausted(10_000)
+
+
+def test_permanent_error_goes_to_the_destination_without_retries() -> None:
+    sink = Sink(refuse=lambda batch: [Failure(batch[1], PermanentDeliveryError("400 bad request"))])
+    letters, slept = _run(sink, [_event(1), _event(2), _event(3)], RetryPolicy(max_attempts=5))
+    assert sink.accepted == ["1", "3"]
+    assert [(x.sequence_number, x.attempts, type(x.error).__name__) for x in letters] == [
+        ("2", 1, "PermanentDeliveryError")
+    ]
+    assert slept == []
+
+
+def test_transient_errors_are_retried_then_dead_lettered() -> None:
+    sink = Sink(refuse=TransientDeliveryError("503"))
+    letters, slept = _run(sink, [_event(1)], RetryPolicy(max_attempts=3, base_delay_seconds=0.01))
+    assert len(sink.calls) == 3
+    assert len(slept) == 2
+    assert [(x.sequence_number, x.attempts) for x in letters] == [("1", 3)]
+
+
+def test_records_older_than_the_maximum_age_are_not_sent() -> None:
+    sink = Sink()
+    later = CREATED + timedelta(hours=2)
+    letters, _ = _run(sink, [_event(1)], RetryPolicy(max_record_age=timedelta(hours=1)), clock=later)
+    assert sink.calls == []
+    assert [(x.sequence_number, type(x.error).__name__, x.attempts) for x in letters] == [("1", "RecordTooOldError", 0)]
+
+
+def test_bisect_isolates_the_poison_record() -> None:
+    sink = Sink(poison={"3"})
+    events = [_event(i) for i in range(1, 7)]
+    letters, _ = _run(sink, events, RetryPolicy(max_attempts=2, base_delay_seconds=0.001, bisect=True))
+    assert sink.accepted == ["1", "2", "4", "5", "6"]  # in order: each half settled before the next
+    assert [x.sequence_number for x in letters] == ["3"]
+
+
+def test_without_bisect_the_whole_batch_is_dead_lettered() -> None:
+    sink = Sink(poison={"3"})
+    letters, _ = _run(sink, [_event(i) for i in range(1, 5)], RetryPolicy(max_attempts=2, base_delay_seconds=0.001))
+    assert [x.sequence_number for x in letters] == ["1", "2", "3", "4"]
+
+
+def test_without_a_destination_undeliverable_records_stop_the_batch() -> None:
+    sink = Sink(refuse=PermanentDeliveryError("410 gone"))
+    pipeline = Pipeline(Router.to_all(["s"], CONTEXT), [sink], RetryPolicy(max_attempts=2), sleep=lambda _: None)  # type: ignore[list-item]
+    with pytest.raises(UndeliveredError) as caught:
+        pipeline.deliver([_event(1)])
+    assert caught.value.sequence_numbers == ("1",)
+
+
+def test_dead_letter_entry_carries_the_full_record(tmp_path: Path) -> None:
+    path = tmp_path / "dead-letters.jsonl"
+    letter = DeadLetter(
+        "route-a", "webhook", PermanentDeliveryError("HTTP 400: bad"), 1, CREATED, CREATED, "7", _event(7)
+    )
+    writer = DeadLetterWriter(
+        FileDestination(FileDestinationConfig(type="file", path=path)), lambda x: entry(x, "app", CONTEXT)
+    )
+    writer([letter])
+    (document,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert document["route"] == "route-a"
+    assert document["sink"] == "webhook"
+    assert document["error"] == {"class": "PermanentDeliveryError", "message": "HTTP 400: bad"}
+    assert document["attempts"] == 1
+    assert document["firstAttemptTime"] == "2024-11-28T13:20:00.000Z"
+    assert document["record"]["eventSourceARN"] == STREAM_ARN
+    assert document["record"]["dynamodb"]["NewImage"]["price"] == {"N": "25.99"}
+
+
+def test_a_destination_that_cannot_store_stops_the_batch(tmp_path: Path) -> None:
+    destination = FileDestination(FileDestinationConfig(type="file", path=tmp_path / "missing" / "dlq.jsonl"))
+    writer = DeadLetterWriter(destination, lambda x: entry(x, "app", CONTEXT), sleep=lambda _: None)
+    letter = DeadLetter("r", "s", PermanentDeliveryError("x"), 1, CREATED, CREATED, "1", _event(1))
+    with pytest.raises(UndeliveredError, match="dead letters"):
+        writer([letter])
