@@ -27,6 +27,7 @@ log = structlog.get_logger("consumer.delivery")
 
 _RETRY_AFTER_CAP_SECONDS = 60.0
 _DEAD_LETTER_ATTEMPTS = 5
+_STOP_CHECK_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,10 @@ class UndeliveredError(DeliveryError):
         super().__init__(f"{sink}: {len(sequence_numbers)} record(s) undelivered: {type(cause).__name__}: {cause}")
 
 
+class StopRequestedError(Exception):
+    """The service is stopping: the batch is left unsettled (not checkpointed) and read again after the restart."""
+
+
 class RecordTooOldError(PermanentDeliveryError):
     """The record is older than the sink's max_record_age_seconds."""
 
@@ -82,8 +87,10 @@ class Pipeline:
         dead_letters: Callable[[Sequence[DeadLetter]], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = now,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._router = router
+        self._stopping = stopping
         self.sinks = tuple(sinks)
         default = RetryPolicy()
         if isinstance(retry, Mapping):
@@ -190,8 +197,21 @@ class Pipeline:
                 delay_seconds=round(delay, 3),
                 error=str(last_error),
             )
-            self._sleep(delay)
+            self._wait(delay)
         return sorted(letters, key=lambda letter: int(letter.sequence_number))
+
+    def _wait(self, delay: float) -> None:
+        """Back off, but give up the batch as soon as the service is asked to stop: a graceful stop must not wait
+        for a destination that is down (the batch is not checkpointed and is read again after the restart)."""
+        remaining = delay
+        while True:
+            if self._stopping():
+                raise StopRequestedError
+            if remaining <= 0:
+                return
+            step = min(remaining, _STOP_CHECK_SECONDS)
+            self._sleep(step)
+            remaining -= step
 
     def _split_too_old(self, pending: list[Message], policy: RetryPolicy) -> tuple[list[Message], list[Message]]:
         if policy.max_record_age is None:

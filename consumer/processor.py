@@ -34,7 +34,7 @@ from consumer.config import Config
 from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
 from consumer.decode import StreamContext, decode_record
-from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
+from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, StopRequestedError, UndeliveredError
 from consumer.errors import DecodeError, LeaseLostError
 from consumer.events import ChangeEvent
 from consumer.logs import configure_logging
@@ -43,6 +43,8 @@ from consumer.sinks import Sink, build_sink
 from consumer.sinks.log import DryRunSink
 
 RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
+# Created by the supervisor when it is asked to stop: children stop retrying and leave their batch unsettled.
+STOP_FILE_ENV = "CONSUMER_STOP_FILE"
 EXIT_UNDELIVERED = 3
 EXIT_FAILED = 4
 
@@ -101,6 +103,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         self._last_settled: str | None = None
         self._last_checkpointed: str | None = None
         self._lease_lost = False
+        self._stopping = False
 
     @_decided
     def initialize(self, initialize_input: Any) -> None:
@@ -113,6 +116,8 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         records = process_records_input.records
         if not records:
             return
+        if self._stopping:
+            return  # not settled, never checkpointed: read again after the restart
         if self._lease_lost:
             # Another worker reads this shard from our last checkpoint; these records are its to deliver.
             log.info("records after lease loss left to the new owner", count=len(records))
@@ -123,6 +128,11 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             events = self._decode(records)
             try:
                 self._pipeline.deliver(events)
+            except StopRequestedError:
+                # Left unsettled on purpose: the final checkpoint (shutdown_requested) stays before this batch.
+                self._stopping = True
+                log.warning("stopping during delivery; the batch will be read again after the restart")
+                return
             except UndeliveredError as error:
                 log.error(
                     "batch undelivered; exiting so the batch is read again from the last checkpoint",
@@ -238,7 +248,14 @@ def main() -> int:
             destination, lambda letter: dead_letter_entry(letter, config.application_name, context)
         )
     policies = {sink.name: RetryPolicy.from_config(sink.delivery or config.delivery) for sink in config.sinks}
-    pipeline = Pipeline(Router.from_config(config, context), sinks, policies, dead_letters=writer)
+    stop_file = os.environ.get(STOP_FILE_ENV)
+    pipeline = Pipeline(
+        Router.from_config(config, context),
+        sinks,
+        policies,
+        dead_letters=writer,
+        stopping=Path(stop_file).exists if stop_file else (lambda: False),
+    )
     try:
         kcl.KCLProcess(RecordProcessor(pipeline, context, dead_letters=writer), output_file=protocol_out).run()
     finally:

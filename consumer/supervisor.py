@@ -27,7 +27,7 @@ import structlog
 from consumer.aws import resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
 from consumer.errors import StartupError
-from consumer.processor import RESOLVED_CONFIG_ENV
+from consumer.processor import RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 
 log = structlog.get_logger("consumer.supervisor")
 
@@ -179,7 +179,13 @@ def run(config: Config) -> int:
             BRIDGE_CLASS,
             str(properties),
         ]
-        env = {**os.environ, RESOLVED_CONFIG_ENV: str(resolved_path), "PYTHONUNBUFFERED": "1"}
+        stop_file = workdir / "stopping"
+        env = {
+            **os.environ,
+            RESOLVED_CONFIG_ENV: str(resolved_path),
+            STOP_FILE_ENV: str(stop_file),
+            "PYTHONUNBUFFERED": "1",
+        }
         if config.source.region:
             env.setdefault("AWS_REGION", config.source.region)
         log.info(
@@ -189,12 +195,12 @@ def run(config: Config) -> int:
             worker_id=worker_id,
             starting_position=config.source.starting_position.value,
         )
-        return _run_jvm(command, env, config.shutdown_grace_seconds)
+        return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float) -> int:
+def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop_file: Path) -> int:
     jvm: subprocess.Popen[bytes] | None = None
     pending: list[int] = []
     stop_deadline: float | None = None
@@ -204,6 +210,7 @@ def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float) -> i
         nonlocal stop_deadline
         if stop_deadline is None:
             stop_deadline = time.monotonic() + grace_seconds + _KILL_BACKSTOP_SECONDS
+            stop_file.touch()  # children waiting to retry a delivery give up their batch instead of the grace
             log.info(
                 "stopping: signal forwarded to the engine",
                 signal=signal.Signals(signum).name,

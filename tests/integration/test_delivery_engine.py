@@ -20,6 +20,7 @@ class _Receiver(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Refuse)
         self.accepted: list[str] = []
+        self.down = False  # answer 503 to everything
 
 
 class _Refuse(BaseHTTPRequestHandler):
@@ -30,7 +31,7 @@ class _Refuse(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         product = body["keys"]["productId"]
-        status = 400 if product == "poison" else 200
+        status = 503 if self.server.down else 400 if product == "poison" else 200
         if status == 200:
             self.server.accepted.append(product)
         self.send_response(status)
@@ -79,3 +80,32 @@ def test_permanent_refusal_is_dead_lettered_with_the_full_record_and_the_shard_k
     assert worker.stop() == 0
     (checkpoint,) = checkpoints(dynamodb, application).values()
     assert int(checkpoint) > int(letter["sequenceNumber"])  # the shard moved past the dead letter
+
+
+def test_sigterm_while_the_sink_is_down_stops_within_the_grace_and_loses_nothing(
+    dynamodb: Any, table: str, start_worker: Callable[..., Worker], receiver: _Receiver
+) -> None:
+    application = unique("app")
+    worker_id = unique("worker")  # the restart keeps it, like a pod with a stable name
+    extra = {
+        "sinks": [{"type": "webhook", "name": "hook", "url": f"http://127.0.0.1:{receiver.server_address[1]}/"}],
+        "delivery": {"max_retry_attempts": -1, "backoff_base_seconds": 0.5, "backoff_max_seconds": 2},
+    }
+    receiver.down = True
+    worker = start_worker(application, table, extra=extra, worker_id=worker_id)
+    put_product(dynamodb, table, "during-outage", price=1)
+    worker.wait_for_log('"event":"delivery retry"', timeout=150)
+
+    stopped_at = time.monotonic()
+    assert worker.stop(timeout=40) == 0
+    assert time.monotonic() - stopped_at < 20  # shutdown_grace_seconds in the harness
+    assert "stopping during delivery" in worker.log()
+    assert all(c == "TRIM_HORIZON" for c in checkpoints(dynamodb, application).values())  # nothing settled
+
+    receiver.down = False
+    again = start_worker(application, table, extra=extra, worker_id=worker_id)
+    deadline = time.monotonic() + 120
+    while receiver.accepted != ["during-outage"]:
+        assert time.monotonic() < deadline, again.tail()
+        time.sleep(0.25)
+    assert again.stop() == 0

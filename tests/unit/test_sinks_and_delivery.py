@@ -159,4 +159,4 @@ def test_retry_after_is_honoured_within_a_cap() -> None:
         sleep=slept.append,
     )
     pipeline.deliver([_event("1")])
-    assert slept == [7.0]
+    assert sum(slept) == pytest.approx(7.0)  # waited in slices, to notice a stop request
