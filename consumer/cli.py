@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path, help="YAML configuration file")
     check.set_defaults(handler=_check_config)
 
+    redrive = commands.add_parser(
+        "redrive", help="deliver dead-lettered records again through the route and sink that refused them"
+    )
+    redrive.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    redrive.add_argument("--from", dest="source", required=True, help="file:PATH or sqs:QUEUE_URL")
+    redrive.set_defaults(handler=_redrive)
+
     demo = commands.add_parser("demo", help="run the products example on a local moto endpoint")
     demo.add_argument(
         "--keep-running",
@@ -64,6 +71,16 @@ def _run(args: argparse.Namespace) -> int:
     from consumer import supervisor  # noqa: PLC0415 - keeps check-config free of the engine's imports
 
     return supervisor.run(config)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(config.log_level)
+    from consumer.redrive import redrive  # noqa: PLC0415
+
+    outcome = redrive(config, args.source)
+    sys.stdout.write(f"redriven: {outcome.delivered} delivered, {outcome.kept} kept in {args.source}\n")
+    return 0 if outcome.kept == 0 else 1
 
 
 def _check_config(args: argparse.Namespace) -> int:
