@@ -90,6 +90,9 @@ class DeliveryPolicy(_Frozen):
     # A batch the sink refused as a whole is split in two and each half retried, down to the single record that
     # fails, so one poison record does not hold back the others (Lambda's BisectBatchOnFunctionError).
     bisect_batch_on_error: bool = False
+    # Within a shard's batch, records of different items are delivered concurrently in up to this many lanes;
+    # records of the same item stay in order (Lambda's ParallelizationFactor).
+    parallelization_factor: Annotated[int, Field(ge=1, le=10)] = 1
 
 
 class FileDestinationConfig(_Frozen):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +22,7 @@ from consumer.config import DeliveryPolicy
 from consumer.deadletter import DeadLetter, Destination, now
 from consumer.errors import DeliveryError, PermanentDeliveryError
 from consumer.events import ChangeEvent
+from consumer.payloads import item_key
 from consumer.router import Router
 from consumer.sinks.base import Message, Sink
 
@@ -38,6 +41,7 @@ class RetryPolicy:
     max_delay_seconds: float = 10.0
     max_record_age: timedelta | None = None
     bisect: bool = False
+    lanes: int = 1
 
     @classmethod
     def from_config(cls, policy: DeliveryPolicy) -> RetryPolicy:
@@ -49,6 +53,7 @@ class RetryPolicy:
                 None if policy.max_record_age_seconds < 0 else timedelta(seconds=policy.max_record_age_seconds)
             ),
             bisect=policy.bisect_batch_on_error,
+            lanes=policy.parallelization_factor,
         )
 
     def delay(self, attempt: int) -> float:
@@ -120,7 +125,7 @@ class Pipeline:
         for sink in self.sinks:
             messages = routed.by_sink.get(sink.name)
             if messages:
-                letters = self._deliver_to(sink, messages, self._policies[sink.name])
+                letters = self._deliver_in_lanes(sink, messages, self._policies[sink.name])
                 if letters:
                     self._settle_failures(letters, f"sink {sink.name!r}")
 
@@ -199,6 +204,21 @@ class Pipeline:
             )
             self._wait(delay)
         return sorted(letters, key=lambda letter: int(letter.sequence_number))
+
+    def _deliver_in_lanes(self, sink: Sink, batch: Sequence[Message], policy: RetryPolicy) -> list[DeadLetter]:
+        """Deliver, with the messages of one item key always in the same lane and in stream order."""
+        if policy.lanes <= 1:
+            return self._deliver_to(sink, batch, policy)
+        lanes: dict[int, list[Message]] = {}
+        for message in batch:
+            lane = zlib.crc32(item_key(message.event.keys).encode("utf-8")) % policy.lanes
+            lanes.setdefault(lane, []).append(message)
+        if len(lanes) == 1:
+            return self._deliver_to(sink, batch, policy)
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix=f"lane-{sink.name}") as pool:
+            futures = [pool.submit(self._deliver_to, sink, messages, policy) for messages in lanes.values()]
+            results = [future.result() for future in futures]
+        return sorted((letter for letters in results for letter in letters), key=lambda x: int(x.sequence_number))
 
     def _wait(self, delay: float) -> None:
         """Back off, but give up the batch as soon as the service is asked to stop: a graceful stop must not wait

@@ -33,6 +33,11 @@ def plain(event: ChangeEvent) -> dict[str, Any]:
     return payload
 
 
+def item_key(keys: Mapping[str, Any]) -> str:
+    """The canonical text of an item key: its JSON with the attributes sorted by name (same key, same text)."""
+    return dumps(dict(sorted(keys.items())))
+
+
 def dumps(value: Any) -> str:
     """JSON text with Decimals written as JSON numbers digit for digit (never through float).
 

@@ -19,8 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.decode import StreamContext
 from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from consumer.events import Item
-from consumer.payloads import dumps
+from consumer.payloads import item_key
 from consumer.sinks.base import Failure, Message
 
 # One client per sink; botocore retries throttling and 5xx itself before the sink sees an error.
@@ -96,11 +95,6 @@ def fifo_id(text: str) -> str:
         return text
     # Cannot collide with a literal id: a key's JSON starts with "{" and an event id has no prefix like this.
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def item_key(keys: Item) -> str:
-    """The canonical text of an item key: its JSON with the attributes sorted by name."""
-    return dumps(dict(sorted(keys.items())))
 
 
 def group_id(message: Message) -> str:

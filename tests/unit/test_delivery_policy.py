@@ -184,3 +184,60 @@ def test_a_stop_request_abandons_the_retries_without_settling() -> None:
     with pytest.raises(StopRequestedError):
         pipeline.deliver([_event(1)])
     assert letters == []  # not dead-lettered either: read again after the restart
+
+
+def _keyed_event(sequence: int, product: str) -> Any:
+    record = {
+        "eventID": f"id-{sequence}",
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "ApproximateCreationDateTime": int(CREATED.timestamp() * 1000),
+            "Keys": {"productId": {"S": product}},
+            "NewImage": {"productId": {"S": product}, "version": {"N": str(sequence)}},
+            "SequenceNumber": str(sequence),
+            "SizeBytes": 10,
+        },
+    }
+    return decode_record(json.dumps(record).encode(), CONTEXT)
+
+
+class BarrierSink:
+    """Each call waits for another call to arrive at the same time: it only succeeds when lanes run concurrently."""
+
+    name = "s"
+
+    def __init__(self) -> None:
+        import threading  # noqa: PLC0415
+
+        self.barrier = threading.Barrier(2, timeout=5)
+        self.lock = threading.Lock()
+        self.accepted: list[tuple[str, str]] = []
+
+    def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+        self.barrier.wait()
+        with self.lock:
+            self.accepted += [(m.event.keys["productId"], m.event.sequence_number) for m in batch]
+        return ()
+
+    def close(self) -> None:
+        return None
+
+
+def test_parallel_lanes_deliver_different_items_concurrently_and_each_item_in_order() -> None:
+    # Two products whose keys land in different lanes of two.
+    import zlib  # noqa: PLC0415
+
+    from consumer.payloads import item_key  # noqa: PLC0415
+
+    products = [f"prod-{i}" for i in range(20)]
+    lane_of = {p: zlib.crc32(item_key({"productId": p}).encode()) % 2 for p in products}
+    first = next(p for p in products if lane_of[p] == 0)
+    second = next(p for p in products if lane_of[p] == 1)
+    events = [_keyed_event(i, first if i % 2 else second) for i in range(1, 9)]
+    sink = BarrierSink()
+    pipeline = Pipeline(Router.to_all(["s"], CONTEXT), [sink], RetryPolicy(lanes=2), sleep=lambda _: None)  # type: ignore[list-item]
+    pipeline.deliver(events)
+    for product in (first, second):
+        sequences = [int(seq) for p, seq in sink.accepted if p == product]
+        assert sequences == sorted(sequences)
+        assert len(sequences) == 4
