@@ -18,6 +18,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import sun.misc.Signal;
 import software.amazon.awssdk.auth.credentials.AwsCredentialsProvider;
 import software.amazon.awssdk.core.client.config.ClientOverrideConfiguration;
 import software.amazon.awssdk.regions.Region;
@@ -70,6 +71,7 @@ public final class StreamsBridge {
     private static final Logger log = LoggerFactory.getLogger(StreamsBridge.class);
     private static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean(false);
     private static final AtomicBoolean SCHEDULER_FAILED = new AtomicBoolean(false);
+    private static final AtomicBoolean SIGNALLED = new AtomicBoolean(false);
 
     private StreamsBridge() {}
 
@@ -94,6 +96,15 @@ public final class StreamsBridge {
             return;
         }
 
+        // A stop asked for by a signal is the only clean way out. Any other System.exit (the multilang daemon calls
+        // System.exit(1) when a child dies or breaks the protocol) also runs the shutdown hook, which must then not
+        // report success: the hook cannot see the exit status, so the signal handlers mark the clean case.
+        for (String name : new String[] {"TERM", "INT"}) {
+            Signal.handle(new Signal(name), signal -> {
+                SIGNALLED.set(true);
+                System.exit(0);
+            });
+        }
         Thread schedulerThread = new Thread(scheduler, "kcl-scheduler");
         Runtime.getRuntime().addShutdownHook(new Thread(() -> gracefulShutdown(scheduler, graceMillis), "bridge-shutdown"));
         schedulerThread.start();
@@ -115,6 +126,13 @@ public final class StreamsBridge {
 
     private static void gracefulShutdown(Scheduler scheduler, long graceMillis) {
         SHUTTING_DOWN.set(true);
+        if (!SIGNALLED.get()) {
+            // Not a stop request: a child died or broke the protocol (or the scheduler gave up). Every batch a child
+            // settled is already checkpointed, and the thread that called exit may hold the very shard consumer a
+            // graceful shutdown would wait for. Stop now and let the orchestrator restart the service.
+            log.error("engine stopping after a failure; the orchestrator should restart it");
+            Runtime.getRuntime().halt(1);
+        }
         log.info("shutdown requested; finishing in-flight batches (grace {} ms)", graceMillis);
         int status;
         try {

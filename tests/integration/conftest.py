@@ -58,6 +58,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
         starting_position: str = "TRIM_HORIZON",
         worker_id: str | None = None,
         extra: dict[str, Any] | None = None,
+        source: dict[str, Any] | None = None,
     ) -> Worker:
         worker_id = worker_id or unique("worker")
         directory = tmp_path / worker_id
@@ -71,6 +72,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
                 "starting_position": starting_position,
                 "poll_interval_ms": 200,
                 "max_records": 100,
+                **(source or {}),
             },
             "sinks": [
                 {"type": "log", "name": "log", "fields": ["name", "price"]},

@@ -87,7 +87,7 @@ def test_insert_modify_remove_reach_the_sink_in_order_with_their_images(
     events = [e for e in events if e["keys"]["productId"] == "prod-123"]
     assert [e["eventName"] for e in events] == ["INSERT", "MODIFY", "REMOVE"]
     insert, modify, remove = events
-    parse = lambda line: json.loads(json.dumps(line), parse_float=Decimal)  # noqa: E731
+    parse = lambda line: json.loads(json.dumps(line), parse_float=Decimal)
     assert insert["new"] == {
         "productId": "prod-123",
         "name": "Wireless Mouse",

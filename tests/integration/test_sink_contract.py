@@ -212,7 +212,7 @@ def test_accepted_messages_arrive_in_order(
     sink, context = _build(moto, config)
     if sink_type == "memory":
         kept: Any = sink
-        received = lambda: [m.event.event_id for m in kept.messages]  # noqa: E731
+        received = lambda: [m.event.event_id for m in kept.messages]
     batch = [_message(context, i) for i in range(3)]
     try:
         assert list(sink.send([])) == []

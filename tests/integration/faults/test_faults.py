@@ -1,0 +1,375 @@
+"""`make faults`: delivery guarantees under failure, on the real engine, each scenario checked by the oracle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from harness import Worker, lease_items, unique
+from oracle import Writer, check
+
+from consumer.local import LOCAL_REGION, MotoServer
+
+pytestmark = [pytest.mark.engine, pytest.mark.faults, pytest.mark.timeout(420)]
+
+StartWorker = Callable[..., Worker]
+BATCH = 10  # max_records: the bound on duplicates after a crash
+# A restart under the same worker id writes to the same recording file as the run before it: read it once.
+FAST_SMALL_BATCHES = {"max_records": BATCH}
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook endpoint whose answers a scenario scripts; it records what it accepted, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.accepted: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.answer: Callable[[int, dict[str, Any]], tuple[int, dict[str, str]]] = lambda n, body: (200, {})
+        self.hang_seconds = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.server.hang_seconds:
+            time.sleep(self.server.hang_seconds)
+        with self.server.lock:
+            self.server.requests += 1
+            status, headers = self.server.answer(self.server.requests, body)
+            if status < 300:
+                self.server.accepted.append(body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _webhook(receiver: Receiver, **delivery: Any) -> dict[str, Any]:
+    return {
+        "sinks": [{"type": "webhook", "name": "hook", "url": receiver.url, "timeout_seconds": 2}],
+        "delivery": {"backoff_base_seconds": 0.2, "backoff_max_seconds": 1, **delivery},
+    }
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str, worker: Worker | None = None) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"{what} not reached in {timeout:.0f} s" + (f"\n{worker.tail()}" if worker else ""))
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def _delivered(worker_events: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [event for events in worker_events for event in events]
+
+
+def _covers(writer: Writer, events: Callable[[], list[dict[str, Any]]]) -> Callable[[], bool]:
+    def done() -> bool:
+        got = {(e["keys"]["productId"], int(e["new"]["version"])) for e in events() if e.get("new")}
+        return set(writer.written) <= got
+
+    return done
+
+
+def test_clean_run_and_graceful_stop(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    writer = Writer(dynamodb, table)
+    worker = start_worker(unique("app"), table, source=FAST_SMALL_BATCHES)
+    writer.write(60)
+    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    assert worker.stop() == 0
+    check("clean run + graceful stop", writer, worker.events())
+
+
+def test_sigterm_mid_batch(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    first = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
+    writing = writer.write_in_background(120, per_second=40)
+    _wait(lambda: len(first.events()) >= 30, 150, "30 delivered", first)
+    stopped = time.monotonic()
+    assert first.stop() == 0
+    writing.join()
+    second = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
+    _wait(_covers(writer, second.events), 150, "all delivered", second)
+    recovery = time.monotonic() - stopped
+    assert second.stop() == 0
+    check("SIGTERM mid-batch", writer, second.events(), recovery_seconds=recovery)
+
+
+def test_sigterm_while_the_sink_hangs(dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver) -> None:
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    config = _webhook(receiver, max_retry_attempts=-1)
+    receiver.hang_seconds = 5  # longer than the sink's 2 s timeout: every attempt times out
+    worker = start_worker(application, table, worker_id=worker_id, extra=config)
+    writer.write(20)
+    worker.wait_for_log('"event":"delivery retry"', timeout=150)
+    stopped = time.monotonic()
+    assert worker.stop(timeout=45) == 0
+    assert time.monotonic() - stopped < 20 + 5  # the grace, plus the attempt in flight
+    receiver.hang_seconds = 0
+    again = start_worker(application, table, worker_id=worker_id, extra=config)
+    _wait(_covers(writer, lambda: receiver.accepted), 150, "all delivered", again)
+    assert again.stop() == 0
+    check(
+        "SIGTERM while the sink hangs",
+        writer,
+        receiver.accepted,
+        recovery_seconds=time.monotonic() - stopped,
+        max_duplicates=len(writer.written),
+    )
+
+
+def test_kill_9_of_the_worker_mid_batch(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    first = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
+    writing = writer.write_in_background(120, per_second=40)
+    _wait(lambda: len(first.events()) >= 30, 150, "30 delivered", first)
+    killed = time.monotonic()
+    first.kill()
+    writing.join()
+    second = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
+    _wait(_covers(writer, second.events), 150, "all delivered", second)
+    recovery = time.monotonic() - killed
+    assert second.stop() == 0
+    check(
+        "kill -9 worker mid-batch",
+        writer,
+        second.events(),
+        max_duplicates=BATCH,
+        recovery_seconds=recovery,
+    )
+
+
+def test_kill_9_of_one_python_child(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    first = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
+    writer.write(20)
+    _wait(lambda: len(first.events()) >= 20, 150, "20 delivered", first)
+    child = _child_of(first)
+    killed = time.monotonic()
+    os.kill(child, signal.SIGKILL)
+    # The multilang daemon notices a dead child when it next hands it records: then the JVM stops, non-zero.
+    writer.write(20)
+    assert first.process.wait(timeout=90) != 0
+    second = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
+    _wait(_covers(writer, second.events), 150, "all delivered", second)
+    recovery = time.monotonic() - killed
+    assert second.stop() == 0
+    check(
+        "kill -9 of one Python child",
+        writer,
+        second.events(),
+        max_duplicates=BATCH,
+        recovery_seconds=recovery,
+    )
+
+
+def test_two_workers_kill_9_of_the_lease_holder(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    writer = Writer(dynamodb, table)
+    application = unique("app")
+    workers = {
+        w.worker_id: w
+        for w in (
+            start_worker(application, table, source=FAST_SMALL_BATCHES),
+            start_worker(application, table, source=FAST_SMALL_BATCHES),
+        )
+    }
+    writer.write(20)
+    every = lambda: _delivered([w.events() for w in workers.values()])
+    _wait(_covers(writer, every), 150, "first records delivered")
+    (lease,) = lease_items(dynamodb, application).values()
+    holder = workers[lease["leaseOwner"]["S"]]
+    (survivor,) = (w for w in workers.values() if w is not holder)
+    killed = time.monotonic()
+    holder.kill()
+    writer.write(20)
+    # KCL 3's leader lock lasts 2 minutes: if the holder was the leader, reassignment waits for it.
+    _wait(_covers(writer, every), 300, "takeover", survivor)
+    recovery = time.monotonic() - killed
+    assert survivor.stop() == 0
+    check("two workers, kill -9 lease holder", writer, every(), max_duplicates=BATCH, recovery_seconds=recovery)
+
+
+def test_sink_down_then_back(dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver) -> None:
+    writer = Writer(dynamodb, table)
+    down_until = time.monotonic() + 1e9
+    receiver.answer = lambda n, body: (503, {}) if time.monotonic() < down_until else (200, {})
+    worker = start_worker(unique("app"), table, extra=(_webhook(receiver, max_retry_attempts=-1)))
+    writer.write(30)
+    worker.wait_for_log('"event":"delivery retry"', timeout=150)
+    time.sleep(3)
+    back = time.monotonic()
+    down_until = back
+    _wait(_covers(writer, lambda: receiver.accepted), 120, "all delivered", worker)
+    recovery = time.monotonic() - back
+    assert worker.stop() == 0
+    check("sink down then back", writer, receiver.accepted, recovery_seconds=recovery)
+
+
+def test_half_503_and_429_with_retry_after(
+    dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver
+) -> None:
+    writer = Writer(dynamodb, table)
+
+    def answer(n: int, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        if n % 5 == 0:
+            return 429, {"Retry-After": "1"}
+        return (503, {}) if n % 2 else (200, {})
+
+    receiver.answer = answer
+    worker = start_worker(unique("app"), table, extra=(_webhook(receiver, max_retry_attempts=-1)))
+    writer.write(30)
+    _wait(_covers(writer, lambda: receiver.accepted), 180, "all delivered", worker)
+    assert worker.stop() == 0
+    check("50 % 503 + 429 Retry-After", writer, receiver.accepted)
+
+
+def test_permanent_400_goes_to_the_destination(
+    dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver, tmp_path: Path
+) -> None:
+    writer = Writer(dynamodb, table)
+    receiver.answer = lambda n, body: (400, {}) if body["keys"]["productId"] == "k2" else (200, {})
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    config = {**(_webhook(receiver)), "on_failure": {"type": "file", "path": str(dead_letters)}}
+    worker = start_worker(unique("app"), table, extra=config)
+    writer.write(25)
+    letters = lambda: [json.loads(x) for x in dead_letters.read_text().splitlines()] if dead_letters.exists() else []
+    _wait(lambda: len(receiver.accepted) == 20 and len(letters()) == 5, 150, "20 delivered, 5 dead-lettered", worker)
+    assert worker.stop() == 0
+    assert all(x["error"]["class"] == "PermanentDeliveryError" and "400" in x["error"]["message"] for x in letters())
+    check("permanent 400 -> destination", writer, receiver.accepted, dead_letters=letters())
+
+
+def test_poison_record_with_bisect(dynamodb: Any, table: str, start_worker: StartWorker, tmp_path: Path) -> None:
+    writer = Writer(dynamodb, table, keys=3)
+    delivered_path = tmp_path / "handled.jsonl"
+    handler = tmp_path / "fragile.py"
+    handler.write_text(
+        "import json\n"
+        "def handler(event, context):\n"
+        "    if any(r['dynamodb']['NewImage'].get('poison') for r in event['Records']):\n"
+        "        raise ValueError('cannot handle this batch')\n"
+        f"    with open({str(delivered_path)!r}, 'a') as out:\n"
+        "        for r in event['Records']:\n"
+        "            out.write(json.dumps(r) + '\\n')\n"
+    )
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    config = {
+        "sinks": [{"type": "handler", "name": "fragile", "handler": f"{handler}:handler"}],
+        "routes": [{"name": "all", "sinks": ["fragile"], "format": "lambda"}],
+        "delivery": {"max_retry_attempts": 1, "backoff_base_seconds": 0.1, "bisect_batch_on_error": True},
+        "on_failure": {"type": "file", "path": str(dead_letters)},
+    }
+    worker = start_worker(unique("app"), table, extra=config)
+    writer.write(8)
+    writer.write(1, poison="yes")
+    writer.write(8)
+    handled = lambda: (
+        [json.loads(x) for x in delivered_path.read_text().splitlines()] if delivered_path.exists() else []
+    )
+    letters = lambda: [json.loads(x) for x in dead_letters.read_text().splitlines()] if dead_letters.exists() else []
+    _wait(lambda: len(handled()) + len(letters()) >= 17, 150, "all settled", worker)
+    assert worker.stop() == 0
+    assert [x["record"]["dynamodb"]["NewImage"]["poison"] for x in letters()] == [{"S": "yes"}]
+    check("poison record + bisect", writer, handled(), dead_letters=letters())
+
+
+def test_oversize_record(
+    dynamodb: Any, table: str, start_worker: StartWorker, moto: MotoServer, tmp_path: Path
+) -> None:
+    sqs: Any = boto3.client("sqs", region_name=LOCAL_REGION, endpoint_url=moto.url)
+    queue = sqs.create_queue(QueueName=unique("q"))["QueueUrl"]
+    writer = Writer(dynamodb, table)
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    config = {
+        "sinks": [{"type": "sqs", "name": "queue", "queue_url": queue}],
+        "on_failure": {"type": "file", "path": str(dead_letters)},
+    }
+    worker = start_worker(unique("app"), table, extra=config)
+    writer.write(4)
+    writer.write(1, blob="x" * 300_000)  # a legal 300 KB item, over SQS's 256 KiB message limit
+    writer.write(4)
+    received: list[dict[str, Any]] = []
+
+    def drained() -> bool:
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return len(received) >= 8 and dead_letters.exists()
+
+    _wait(drained, 150, "8 delivered and the oversize record dead-lettered", worker)
+    assert worker.stop() == 0
+    letters = [json.loads(x) for x in dead_letters.read_text().splitlines()]
+    assert "oversize" in letters[0]["error"]["message"]
+    assert len(letters[0]["record"]["dynamodb"]["NewImage"]["blob"]["S"]) == 300_000  # the full record
+    check("oversize record", writer, received, dead_letters=letters)
+
+
+def test_maximum_record_age_exceeded(
+    dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver, tmp_path: Path
+) -> None:
+    writer = Writer(dynamodb, table)
+    down = {"now": True}
+    receiver.answer = lambda n, body: (503, {}) if down["now"] else (200, {})
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    config = {
+        **(_webhook(receiver, max_retry_attempts=-1, max_record_age_seconds=3)),
+        "on_failure": {"type": "file", "path": str(dead_letters)},
+    }
+    worker = start_worker(unique("app"), table, extra=config)
+    writer.write(10)
+    letters = lambda: [json.loads(x) for x in dead_letters.read_text().splitlines()] if dead_letters.exists() else []
+    _wait(lambda: len(letters()) == 10, 150, "the aged records dead-lettered", worker)
+    down["now"] = False
+    writer.write(10)
+    _wait(lambda: len(receiver.accepted) == 10, 150, "fresh records delivered", worker)
+    assert worker.stop() == 0
+    assert all(x["error"]["class"] == "RecordTooOldError" for x in letters())
+    check("maximum record age exceeded", writer, receiver.accepted, dead_letters=letters())
+
+
+def _child_of(worker: Worker) -> int:
+    """The pid of a `python -m consumer.processor` child of this worker's JVM."""
+    jvm = subprocess.run(["pgrep", "-P", str(worker.process.pid)], capture_output=True, text=True, check=False)
+    for jvm_pid in jvm.stdout.split():
+        children = subprocess.run(
+            ["pgrep", "-P", jvm_pid, "-f", "consumer.processor"], capture_output=True, text=True, check=False
+        )
+        if children.stdout.split():
+            return int(children.stdout.split()[0])
+    pytest.fail(f"no child process found under worker {worker.worker_id}")
