@@ -1,7 +1,7 @@
 """The record-processor child the KCL starts for each shard lease: the only module that imports amazon_kclpy.
 
 Run as `python -m consumer.processor`. stdout carries the multilang protocol, so the real stdout is kept
-private for kclpy and file descriptor 1 is pointed at stderr: a stray print() (ours, or a user's handler's)
+private for kclpy and file descriptor 1 is pointed at stderr: a stray print call (ours, or a user handler's)
 lands in the log instead of corrupting the protocol.
 
 kclpy acknowledges a batch even when process_records raised, which would silently skip it. So no exception
