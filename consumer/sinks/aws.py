@@ -199,24 +199,39 @@ def chunks(
     sized: Sequence[tuple[int, Message, int]],
     max_entries: int = MAX_BATCH_ENTRIES,
     max_bytes: int = MAX_REQUEST_BYTES,
+    group: Callable[[Message], str] | None = None,
 ) -> list[list[tuple[int, Message, int]]]:
-    """Split (index, message, size) triples, in order, into calls of at most max_entries and max_bytes."""
+    """Split (index, message, size) triples, in order, into calls of at most max_entries and max_bytes.
+
+    With `group` (FIFO destinations), a call holds at most one message per group: if an entry fails while a later
+    entry of its group in the same call succeeds, the resent one would land after it and break the item's order.
+    """
     out: list[list[tuple[int, Message, int]]] = []
     current: list[tuple[int, Message, int]] = []
+    groups: set[str] = set()
     total = 0
     for entry in sized:
         size = entry[2]
-        if current and (len(current) == max_entries or total + size > max_bytes):
+        key = group(entry[1]) if group else None
+        if current and (len(current) == max_entries or total + size > max_bytes or key in groups):
             out.append(current)
-            current, total = [], 0
+            current, total, groups = [], 0, set()
         current.append(entry)
         total += size
+        if key is not None:
+            groups.add(key)
     if current:
         out.append(current)
     return out
 
 
-def send_in_chunks(batch: Sequence[Message], measure: Measure, call: Call, operation: str) -> list[Failure]:
+def send_in_chunks(
+    batch: Sequence[Message],
+    measure: Measure,
+    call: Call,
+    operation: str,
+    group: Callable[[Message], str] | None = None,
+) -> list[Failure]:
     """Send `batch` chunk by chunk; return the failures in stream order. Never raises for an AWS error."""
     errors: dict[int, DeliveryError] = {}
     sized: list[tuple[int, Message, int]] = []
@@ -225,7 +240,7 @@ def send_in_chunks(batch: Sequence[Message], measure: Measure, call: Call, opera
             sized.append((index, message, measure(message)))
         except PermanentDeliveryError as error:
             errors[index] = error
-    planned = chunks(sized)
+    planned = chunks(sized, group=group)
     for number, chunk in enumerate(planned):
         messages = [message for _, message, _ in chunk]
         try:

@@ -34,7 +34,13 @@ class SnsSink:
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:
             return ()
-        return aws.send_in_chunks(batch, self._measure, self._call, f"SNS PublishBatch to {self._topic_arn}")
+        return aws.send_in_chunks(
+            batch,
+            self._measure,
+            self._call,
+            f"SNS PublishBatch to {self._topic_arn}",
+            group=aws.group_id if self._fifo else None,
+        )
 
     def close(self) -> None:
         self._client.close()

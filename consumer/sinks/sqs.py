@@ -39,7 +39,13 @@ class SqsSink:
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:
             return ()
-        return aws.send_in_chunks(batch, self._measure, self._call, f"SQS SendMessageBatch to {self._queue_url}")
+        return aws.send_in_chunks(
+            batch,
+            self._measure,
+            self._call,
+            f"SQS SendMessageBatch to {self._queue_url}",
+            group=aws.group_id if self._fifo else None,
+        )
 
     def close(self) -> None:
         self._client.close()

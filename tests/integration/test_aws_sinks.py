@@ -720,3 +720,16 @@ def test_sinks_are_registered_and_configure_their_clients(moto: MotoServer, cont
     finally:
         inherited.close()
         own.close()
+
+
+def test_fifo_calls_hold_one_message_per_group(context: StreamContext) -> None:
+    # If an entry failed while a later entry of the same group in the same call succeeded, the resent one would
+    # arrive after it: so a FIFO call never holds two messages of one item.
+    batch = messages(context, 6, products=("p-1", "p-1", "p-2"))
+    sized = [(index, message, 100) for index, message in enumerate(batch)]
+    planned = aws.chunks(sized, group=aws.group_id)
+    for call in planned:
+        groups = [aws.group_id(message) for _, message, _ in call]
+        assert len(groups) == len(set(groups))
+    assert [index for call in planned for index, _, _ in call] == list(range(6))  # order kept
+    assert len(aws.chunks(sized)) == 1  # standard destinations batch freely
