@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +92,7 @@ class HandlerSink:
         account = context.stream_arn.split(":")[4]
         self._arn = f"arn:aws:lambda:{context.region}:{account}:function:{function_name}"
         self._function_name = function_name
+        self._running: threading.Thread | None = None
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:
@@ -102,11 +104,7 @@ class HandlerSink:
             invoked_function_arn=self._arn,
             deadline=time.monotonic() + self._config.timeout_seconds,
         )
-        try:
-            response = self._handler({"Records": records}, invocation)
-        except Exception as error:
-            # Lambda retries a batch whose handler raised; so do we (the retry policy decides how often).
-            raise TransientDeliveryError(f"handler raised {type(error).__name__}: {error}") from error
+        response = self._invoke({"Records": records}, invocation)
         first_failed = _first_failed_index(response, batch)
         if first_failed is None:
             return ()
@@ -114,6 +112,34 @@ class HandlerSink:
             f"handler reported batchItemFailures from sequence number {batch[first_failed].event.sequence_number}"
         )
         return [Failure(message, reported) for message in batch[first_failed:]]
+
+    def _invoke(self, event: dict[str, Any], invocation: LambdaContext) -> Any:
+        """Call the handler with Lambda's timeout: a run past `timeout_seconds` is a failed invocation.
+
+        Python cannot stop a thread, so a handler that overran keeps running on its own; until it returns, later
+        batches fail at once instead of piling more runs of it up.
+        """
+        if self._running is not None and self._running.is_alive():
+            raise TransientDeliveryError("handler still running from an invocation that timed out")
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["response"] = self._handler(event, invocation)
+            except Exception as error:  # noqa: BLE001 - handed back to the caller's thread below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run, name=f"handler-{self.name}", daemon=True)
+        self._running = thread
+        thread.start()
+        thread.join(self._config.timeout_seconds)
+        if thread.is_alive():
+            raise TransientDeliveryError(f"handler timed out after {self._config.timeout_seconds:g} s")
+        if "error" in outcome:
+            error = outcome["error"]
+            # Lambda retries a batch whose handler raised; so do we (the retry policy decides how often).
+            raise TransientDeliveryError(f"handler raised {type(error).__name__}: {error}") from error
+        return outcome.get("response")
 
     def close(self) -> None:
         return None

@@ -298,3 +298,23 @@ def test_a_handler_editing_its_event_cannot_change_the_retry(tmp_path: Path) -> 
     import fn  # noqa: PLC0415 - the handler module the sink loaded
 
     assert fn.seen == [["name", "price", "productId"], ["name", "price", "productId"]]
+
+
+def test_handler_past_its_timeout_is_a_failed_invocation(tmp_path: Path) -> None:
+    import time  # noqa: PLC0415
+
+    from consumer.errors import TransientDeliveryError  # noqa: PLC0415
+
+    (tmp_path / "slow.py").write_text("import time\ndef handler(event, context):\n    time.sleep(1.5)\n")
+    config = HandlerSinkConfig(type="handler", handler=f"{tmp_path / 'slow.py'}:handler", timeout_seconds=0.3)
+    sink = HandlerSink(config, CONTEXT)
+    message = Message(INSERT, "r", "", "application/json")
+    started = time.monotonic()
+    with pytest.raises(TransientDeliveryError, match=r"timed out after 0.3 s"):
+        sink.send([message])
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(TransientDeliveryError, match="still running"):
+        sink.send([message])
+    time.sleep(1.5)
+    with pytest.raises(TransientDeliveryError, match="timed out"):  # a new run, which overruns again
+        sink.send([message])
