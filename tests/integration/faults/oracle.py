@@ -76,7 +76,10 @@ def check(
     dead_letters: list[dict[str, Any]] | None = None,
     max_duplicates: int = 0,
     recovery_seconds: float | None = None,
+    streams: list[list[dict[str, Any]]] | None = None,
 ) -> Outcome:
+    """`streams`: with several workers, what each one delivered, in its own order (files of different workers
+    cannot be merged into one timeline); order is checked within each, loss and duplicates across all."""
     pairs = delivered_pairs(delivered)
     dead = delivered_pairs([letter["record"] for letter in dead_letters or []])
     counts = Counter(event_id for event_id, _, _ in pairs)
@@ -88,13 +91,14 @@ def check(
 
     assert not lost, f"{scenario}: lost {lost[:10]}"
     seen: set[str] = set()
-    last: dict[str, int] = {}
-    for event_id, key, version in pairs:
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        assert version > last.get(key, 0), f"{scenario}: {key} version {version} after {last.get(key)}"
-        last[key] = version
+    for stream in [delivered_pairs(s) for s in streams] if streams is not None else [pairs]:
+        last: dict[str, int] = {}
+        for event_id, key, version in stream:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+            assert version > last.get(key, 0), f"{scenario}: {key} version {version} after {last.get(key)}"
+            last[key] = version
     assert duplicated <= max_duplicates, f"{scenario}: {duplicated} duplicates > {max_duplicates}"
     return outcome
 

@@ -222,7 +222,14 @@ def test_two_workers_kill_9_of_the_lease_holder(dynamodb: Any, table: str, start
     _wait(_covers(writer, every), 300, "takeover", survivor)
     recovery = time.monotonic() - killed
     assert survivor.stop() == 0
-    check("two workers, kill -9 lease holder", writer, every(), max_duplicates=BATCH, recovery_seconds=recovery)
+    check(
+        "two workers, kill -9 lease holder",
+        writer,
+        every(),
+        max_duplicates=BATCH,
+        recovery_seconds=recovery,
+        streams=[w.events() for w in workers.values()],
+    )
 
 
 def test_sink_down_then_back(dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver) -> None:
