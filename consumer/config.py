@@ -306,6 +306,13 @@ class EngineConfig(_Frozen):
     worker_id: str | None = None  # default: the hostname plus a random suffix
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     streams_max_attempts: Annotated[int, Field(ge=1, le=20)] = 10
+    # How long the KCL leader's lock outlives a leader that died without releasing it. The leader moves the dead
+    # worker's leases, so this bounds their takeover (KCL 3.1 hard-codes 2 minutes). Heartbeats every quarter of it.
+    leader_lock_seconds: Annotated[float, Field(ge=5, le=600)] = 20.0
+    # A child that has not answered a batch within this time (every retry included) stops the worker with exit
+    # status 1; the orchestrator restarts it and the batch is read again. Off by default: retries are bounded by
+    # the delivery policies, a stuck child shows on /healthz and in the lag metrics.
+    processing_timeout_seconds: Annotated[int, Field(ge=10, le=86_400)] | None = None
     # Passed to the KCL as-is (e.g. failoverTimeMillis). Keys this service renders itself are refused.
     kcl_properties: Mapping[str, str | int | float | bool] = Field(default_factory=dict)
 
@@ -359,6 +366,27 @@ class Config(_Frozen):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _processing_timeout_covers_the_sinks(self) -> Config:
+        timeout = self.engine.processing_timeout_seconds
+        if timeout is None:
+            return self
+        for sink in self.sinks:
+            attempt = getattr(sink, "timeout_seconds", None)
+            if isinstance(attempt, int | float) and attempt >= timeout:
+                raise ValueError(
+                    f"engine.processing_timeout_seconds ({timeout}) must exceed sink {sink.name!r}'s "
+                    f"timeout_seconds ({attempt:g}), or every slow attempt stops the worker"
+                )
+            policy = sink.delivery or self.delivery
+            if policy.max_retry_attempts == -1 and not 0 <= policy.max_record_age_seconds < timeout:
+                raise ValueError(
+                    f"sink {sink.name!r} retries until max_record_age_seconds ({policy.max_record_age_seconds}), "
+                    f"which engine.processing_timeout_seconds ({timeout}) would cut short: lower the age, "
+                    "bound max_retry_attempts, or leave the processing timeout unset"
+                )
         return self
 
     def references(self, environ: Mapping[str, str]) -> list[ConfigProblem]:

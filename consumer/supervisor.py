@@ -64,6 +64,8 @@ RENDERED_KEYS = frozenset(
         "dynamoDBStreamsEndpoint",
         "cloudWatchEndpoint",
         "streamsMaxAttempts",
+        "leaderLockMillis",
+        "timeoutInSeconds",
     }
 )
 
@@ -119,9 +121,12 @@ def render_properties(config: Config, stream_arn: str, worker_id: str, python: s
         "shutdownGraceMillis": int(config.shutdown_grace_seconds * 1000),
         "workerId": worker_id,
         "streamsMaxAttempts": config.engine.streams_max_attempts,
+        "leaderLockMillis": int(config.engine.leader_lock_seconds * 1000),
         # KCL's CloudWatch metrics cost money and need IAM rights; this service exports its own.
         "metricsLevel": "NONE",
     }
+    if config.engine.processing_timeout_seconds is not None:
+        values["timeoutInSeconds"] = config.engine.processing_timeout_seconds
     if source.endpoint_url:
         for key in ("dynamoDBEndpoint", "dynamoDBStreamsEndpoint", "cloudWatchEndpoint"):
             values[key] = source.endpoint_url

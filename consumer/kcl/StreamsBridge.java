@@ -6,6 +6,7 @@ import com.amazonaws.services.dynamodbv2.streamsadapter.processor.DynamoDBStream
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.reflect.Field;
 import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -64,7 +65,7 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
  * multilang processor wrapped so that it passes the adapter's type check.
  *
  * <p>Keys read here that the multilang parser ignores: dynamoDbStreamArn, dynamoDBStreamsEndpoint,
- * cloudWatchEndpoint, streamsMaxAttempts. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown
+ * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown
  * did not finish within shutdownGraceMillis or the scheduler failed, 2 for an unusable configuration.
  */
 public final class StreamsBridge {
@@ -157,6 +158,10 @@ public final class StreamsBridge {
     static Scheduler buildScheduler(Properties raw, MultiLangDaemonConfiguration cfg,
             MultiLangRecordProcessorFactory multiLangFactory) {
         String streamArn = require(raw, "dynamoDbStreamArn");
+        String leaderLock = raw.getProperty("leaderLockMillis");
+        if (leaderLock != null && !leaderLock.isBlank()) {
+            shortenLeaderLock(Long.parseLong(leaderLock.trim()));
+        }
         Region region = Region.of(require(raw, "regionName"));
         AwsCredentialsProvider credentials = cfg.getKinesisCredentialsProvider().build(AwsCredentialsProvider.class);
         int streamsMaxAttempts = Integer.parseInt(raw.getProperty("streamsMaxAttempts", "10"));
@@ -238,6 +243,42 @@ public final class StreamsBridge {
                 streamArn, cfg.getApplicationName(), cfg.getWorkerIdentifier(), position);
         return StreamsSchedulerFactory.createScheduler(
                 checkpoint, coordinator, leaseManagement, lifecycle, metrics, processor, retrieval, adapterClient);
+    }
+
+    /**
+     * KCL 3 moves the leases of a dead worker only from its leader, and elects the leader through a DynamoDB lock
+     * whose lease is hard-coded to 2 minutes (3.1.x): when the worker that dies is the leader, its shards stall for
+     * over 2 minutes. The two defaults are static fields read when the scheduler creates the leader decider, so
+     * they are replaced before that. The lock item records its own lease duration, so workers with the stock
+     * 2 minutes still agree on who leads.
+     */
+    static void shortenLeaderLock(long lockMillis) {
+        long heartbeatMillis = Math.max(1000, lockMillis / 4);
+        try {
+            Class<?> decider = Class.forName(
+                    "software.amazon.kinesis.leader.DynamoDBLockBasedLeaderDecider", true,
+                    StreamsBridge.class.getClassLoader());
+            // Static finals cannot be set through reflection since Java 12; sun.misc.Unsafe (jdk.unsupported, the
+            // module sun.misc.Signal comes from) still can. Reached reflectively to keep javac's warnings away.
+            Class<?> unsafeClass = Class.forName("sun.misc.Unsafe");
+            Field theUnsafe = unsafeClass.getDeclaredField("theUnsafe");
+            theUnsafe.setAccessible(true);
+            Object unsafe = theUnsafe.get(null);
+            java.lang.reflect.Method base = unsafeClass.getMethod("staticFieldBase", Field.class);
+            java.lang.reflect.Method offset = unsafeClass.getMethod("staticFieldOffset", Field.class);
+            java.lang.reflect.Method put =
+                    unsafeClass.getMethod("putObjectVolatile", Object.class, long.class, Object.class);
+            for (Map.Entry<String, Long> entry : Map.of(
+                    "DEFAULT_LEASE_DURATION_MILLIS", lockMillis,
+                    "DEFAULT_HEARTBEAT_PERIOD_MILLIS", heartbeatMillis).entrySet()) {
+                Field field = decider.getDeclaredField(entry.getKey());
+                put.invoke(unsafe, base.invoke(unsafe, field), offset.invoke(unsafe, field), entry.getValue());
+            }
+            log.info("leader lock {} ms, heartbeat {} ms", lockMillis, heartbeatMillis);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            // A KCL without these fields (a newer release may make them settable) keeps its own lock.
+            log.warn("leader lock left at the KCL default (2 minutes): {}", rootMessage(e));
+        }
     }
 
     private static Properties load(String path) throws IOException {

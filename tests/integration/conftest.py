@@ -59,6 +59,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
         worker_id: str | None = None,
         extra: dict[str, Any] | None = None,
         source: dict[str, Any] | None = None,
+        engine: dict[str, Any] | None = None,
     ) -> Worker:
         worker_id = worker_id or unique("worker")
         directory = tmp_path / worker_id
@@ -79,7 +80,12 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
                 {"type": "file", "name": "recording", "path": str(directory / "events.jsonl")},
             ],
             "shutdown_grace_seconds": 20,
-            "engine": {"worker_id": worker_id, "kcl_properties": FAST_KCL, "streams_max_attempts": 3},
+            "engine": {
+                "worker_id": worker_id,
+                "kcl_properties": FAST_KCL,
+                "streams_max_attempts": 3,
+                **(engine or {}),
+            },
             **(extra or {}),
         }
         config_path = directory / "consumer.yaml"

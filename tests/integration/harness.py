@@ -41,6 +41,13 @@ def lease_items(dynamodb: Any, application: str) -> dict[str, dict[str, Any]]:
     return {item["leaseKey"]["S"]: item for item in items}
 
 
+def leader(dynamodb: Any, application: str) -> str | None:
+    """The worker holding the KCL leader lock (it alone moves leases), from the coordinator state table."""
+    items = dynamodb.scan(TableName=f"{application}-CoordinatorState", ConsistentRead=True)["Items"]
+    owners = [item["ownerName"]["S"] for item in items if "ownerName" in item]
+    return owners[0] if owners else None
+
+
 def checkpoints(dynamodb: Any, application: str) -> dict[str, str]:
     return {key: item["checkpoint"]["S"] for key, item in lease_items(dynamodb, application).items()}
 

@@ -109,3 +109,33 @@ def test_sigterm_while_the_sink_is_down_stops_within_the_grace_and_loses_nothing
         assert time.monotonic() < deadline, again.tail()
         time.sleep(0.25)
     assert again.stop() == 0
+
+
+def test_a_batch_past_the_processing_timeout_stops_the_worker_without_checkpointing(
+    dynamodb: Any, table: str, start_worker: Callable[..., Worker], receiver: _Receiver
+) -> None:
+    application = unique("app")
+    extra = {
+        "sinks": [
+            {
+                "type": "webhook",
+                "name": "hook",
+                "url": f"http://127.0.0.1:{receiver.server_address[1]}/",
+                "timeout_seconds": 2,
+            }
+        ],
+        # Retries that would go on for minutes: the processing timeout cuts them at 10 s.
+        "delivery": {"max_retry_attempts": 1000, "backoff_base_seconds": 1, "backoff_max_seconds": 2},
+    }
+    receiver.down = True
+    worker = start_worker(application, table, extra=extra, engine={"processing_timeout_seconds": 10})
+    put_product(dynamodb, table, "stuck", price=1)
+    worker.wait_for_log('"event":"delivery retry"', timeout=150)
+    retrying_since = time.monotonic()
+
+    status = worker.process.wait(timeout=60)
+    assert status != 0, worker.tail()
+    assert time.monotonic() - retrying_since < 30
+    assert "Timedout to get status message" in worker.log()
+    assert all(c == "TRIM_HORIZON" for c in checkpoints(dynamodb, application).values())
+    assert receiver.accepted == []

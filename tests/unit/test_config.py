@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,33 @@ def test_duplicate_sink_names_are_refused(tmp_path: Path) -> None:
     text = VALID + "  - type: log\n"
     with pytest.raises(ConfigError, match="repeated: log"):
         load_config(_write(tmp_path, text), environ={})
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        # An attempt may take as long as the whole batch is allowed to.
+        (
+            "  - type: webhook\n    name: hook\n    url: http://example.com/\n    timeout_seconds: 60\n",
+            "timeout_seconds",
+        ),
+        # Retrying until the record expires from the stream (24 h) outlasts any processing timeout.
+        ("delivery:\n  max_retry_attempts: -1\n", "max_record_age_seconds (-1)"),
+    ],
+)
+def test_a_processing_timeout_shorter_than_what_a_sink_may_take_is_refused(
+    tmp_path: Path, extra: str, named: str
+) -> None:
+    text = VALID + extra + "engine:\n  processing_timeout_seconds: 60\n"
+    with pytest.raises(ConfigError, match=re.escape(named)) as error:
+        load_config(_write(tmp_path, text), environ={})
+    assert "engine.processing_timeout_seconds (60)" in str(error.value)
+
+
+def test_a_processing_timeout_with_bounded_retries_is_accepted(tmp_path: Path) -> None:
+    text = VALID + "delivery:\n  max_retry_attempts: -1\n  max_record_age_seconds: 300\n"
+    text += "engine:\n  processing_timeout_seconds: 600\n"
+    assert load_config(_write(tmp_path, text), environ={}).engine.processing_timeout_seconds == 600
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

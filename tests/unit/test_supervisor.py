@@ -38,6 +38,17 @@ def test_properties_carry_the_stream_the_endpoints_and_the_grace() -> None:
     assert props["dynamoDBStreamsEndpoint"] == "http://127.0.0.1:5000"
     assert props["metricsLevel"] == "NONE"
     assert props["workerId"] == "w-1"
+    assert props["leaderLockMillis"] == "20000"
+    assert "timeoutInSeconds" not in props  # no processing timeout unless asked for
+
+
+def test_leader_lock_and_processing_timeout_are_rendered_in_the_units_the_engine_reads() -> None:
+    config = _config(leader_lock_seconds=7.5, processing_timeout_seconds=600)
+    props = _properties(render_properties(config, ARN, "w", "/p"))  # type: ignore[arg-type]
+    assert props["leaderLockMillis"] == "7500"
+    assert props["timeoutInSeconds"] == "600"
+    with pytest.raises(StartupError, match="set by the service, not here: timeoutInSeconds"):
+        render_properties(_config(kcl_properties={"timeoutInSeconds": 5}), ARN, "w", "/p")  # type: ignore[arg-type]
 
 
 def test_extra_kcl_properties_are_passed_and_owned_ones_refused() -> None:
