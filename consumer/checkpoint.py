@@ -40,6 +40,7 @@ def checkpoint(
     attempts: int = 6,
     base_delay_seconds: float = 0.2,
     sleep: Callable[[float], None] = time.sleep,
+    on_throttle: Callable[[], None] = lambda: None,
 ) -> None:
     """Checkpoint at `sequence_number` (None: the end of the last batch the KCL delivered).
 
@@ -50,6 +51,8 @@ def checkpoint(
         try:
             checkpointer.checkpoint(sequence_number)
         except CheckpointRetryableError as error:
+            if str(error) == "ThrottlingException":
+                on_throttle()
             if attempt + 1 == attempts:
                 raise
             delay = min(5.0, base_delay_seconds * 2**attempt)

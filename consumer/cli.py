@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--from", dest="source", required=True, help="file:PATH or sqs:QUEUE_URL")
     redrive.set_defaults(handler=_redrive)
 
+    status = commands.add_parser("status", help="show the application's shard leases, owners, checkpoints and lag")
+    status.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--no-lag", action="store_true", help="read only the lease table, not the stream")
+    status.set_defaults(handler=_status)
+
     demo = commands.add_parser("demo", help="run the products example on a local moto endpoint")
     demo.add_argument(
         "--keep-running",
@@ -67,7 +74,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.dry_run:
         config = config.model_copy(update={"dry_run": True})
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, redact=config.log_redact)
+    # The supervisor's own metrics live in memory; the directory is for its children, and it picks its own.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from consumer import supervisor  # noqa: PLC0415 - keeps check-config free of the engine's imports
 
     return supervisor.run(config)
@@ -75,12 +84,22 @@ def _run(args: argparse.Namespace) -> int:
 
 def _redrive(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, redact=config.log_redact)
     from consumer.redrive import redrive  # noqa: PLC0415
 
     outcome = redrive(config, args.source)
     sys.stdout.write(f"redriven: {outcome.delivered} delivered, {outcome.kept} kept in {args.source}\n")
     return 0 if outcome.kept == 0 else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(config.log_level, redact=config.log_redact)
+    from consumer.status import read_status  # noqa: PLC0415
+
+    status = read_status(config, with_lag=not args.no_lag)
+    sys.stdout.write((status.as_json() if args.json else status.as_table()) + "\n")
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -334,6 +334,18 @@ class EngineConfig(_Frozen):
         return value
 
 
+class HttpConfig(_Frozen):
+    """The supervisor's /metrics, /healthz and /readyz."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104  # a container's probes and scrapes come from outside it
+    port: Annotated[int, Field(ge=0, le=65535)] = 9400  # 0: any free port (logged at start)
+    # /healthz fails while a child has held one batch this long (every retry included): a restart is the cure.
+    stuck_batch_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    # /healthz fails when the engine has not reported for this long (a hung or paused JVM).
+    engine_unresponsive_seconds: Annotated[float, Field(ge=3, le=3600)] = 30.0
+
+
 class Config(_Frozen):
     application_name: str
     source: SourceConfig
@@ -351,6 +363,9 @@ class Config(_Frozen):
     # Route and render every event, log what each sink would be sent, send nothing (checkpoints still move).
     dry_run: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Attribute names whose values never reach the log stream (any depth, any case), e.g. [email, phone].
+    log_redact: tuple[str, ...] = ()
+    http: HttpConfig = HttpConfig()
     engine: EngineConfig = EngineConfig()
 
     @field_validator("application_name")

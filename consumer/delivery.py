@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from consumer.config import DeliveryPolicy
 from consumer.deadletter import DeadLetter, Destination, now
-from consumer.errors import DeliveryError, PermanentDeliveryError
+from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError
 from consumer.events import ChangeEvent
+from consumer.metrics import ProcessorMetrics
 from consumer.payloads import item_key
 from consumer.router import Router
-from consumer.sinks.base import Message, Sink
+from consumer.sinks.base import Failure, Message, Sink
 
 log = structlog.get_logger("consumer.delivery")
 
@@ -93,8 +95,10 @@ class Pipeline:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = now,
         stopping: Callable[[], bool] = lambda: False,
+        metrics: ProcessorMetrics | None = None,
     ) -> None:
         self._router = router
+        self._metrics = metrics or ProcessorMetrics(CollectorRegistry(), "")
         self._stopping = stopping
         self.sinks = tuple(sinks)
         default = RetryPolicy()
@@ -113,6 +117,8 @@ class Pipeline:
         routed = self._router.route(batch)
         if routed.unmatched:
             log.debug("events matched no route", count=routed.unmatched)
+        for event in routed.dropped:
+            self._metrics.records_filtered.labels(self._metrics.table, event.event_name.value).inc()
         started = self._clock()
         failed = [
             DeadLetter(
@@ -144,6 +150,11 @@ class Pipeline:
         if self._dead_letters is None:
             raise UndeliveredError(where, [letter.sequence_number for letter in letters], letters[0].error)
         self._dead_letters(letters)
+        for letter in letters:
+            event_name = letter.event.event_name.value if letter.event is not None else "unknown"
+            self._metrics.deliveries.labels(
+                self._metrics.table, letter.sink or "none", event_name, "dead_lettered"
+            ).inc()
 
     def _deliver_to(self, sink: Sink, batch: Sequence[Message], policy: RetryPolicy) -> list[DeadLetter]:
         """Deliver with retries; return what must be dead-lettered (in stream order)."""
@@ -160,6 +171,9 @@ class Pipeline:
             if not pending:
                 break
             attempts += 1
+            if attempts > 1:
+                self._metrics.sink_retries.labels(self._metrics.table, sink.name).inc()
+            started = time.perf_counter()
             try:
                 failures = sink.send(pending)
             except DeliveryError as error:
@@ -171,8 +185,13 @@ class Pipeline:
                 failures = []
             else:
                 whole = None
-                if not failures:
-                    break
+            finally:
+                self._metrics.sink_request_duration.labels(self._metrics.table, sink.name).observe(
+                    time.perf_counter() - started
+                )
+            self._count_attempt(sink, pending, whole, failures)
+            if whole is None and not failures:
+                break
             if whole is not None and policy.bisect and len(pending) > 1:
                 # Lambda's bisect: halves retried separately, the first settled before the second (per-key order).
                 middle = len(pending) // 2
@@ -204,6 +223,21 @@ class Pipeline:
             )
             self._wait(delay)
         return sorted(letters, key=lambda letter: int(letter.sequence_number))
+
+    def _count_attempt(
+        self, sink: Sink, pending: Sequence[Message], whole: DeliveryError | None, failures: Sequence[Failure]
+    ) -> None:
+        table = self._metrics.table
+        errors = [whole] if whole is not None else [f.error for f in failures]
+        if any(_throttled(error) for error in errors):
+            self._metrics.throttles.labels(table, sink.name).inc()
+        if whole is not None:
+            return
+        refused = {id(f.message) for f in failures}
+        for message in pending:
+            if id(message) not in refused:
+                event_name = message.event.event_name.value
+                self._metrics.deliveries.labels(table, sink.name, event_name, "delivered").inc()
 
     def _deliver_in_lanes(self, sink: Sink, batch: Sequence[Message], policy: RetryPolicy) -> list[DeadLetter]:
         """Deliver, with the messages of one item key always in the same lane and in stream order."""
@@ -255,6 +289,10 @@ class Pipeline:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+
+
+def _throttled(error: DeliveryError) -> bool:
+    return isinstance(error, ThrottledError) or getattr(error, "status", None) == 429  # noqa: PLR2004
 
 
 def _retry_delay(policy: RetryPolicy, attempts: int, error: DeliveryError) -> float:

@@ -6,6 +6,7 @@
     ├── DecodeError              a stream record that is not a valid DynamoDB Streams record
     ├── DeliveryError            a sink could not take an event
     │   ├── TransientDeliveryError   worth retrying (timeouts, throttling, 5xx)
+    │   │   └── ThrottledError           the destination asked us to slow down (HTTP 429, Throttling codes)
     │   └── PermanentDeliveryError   retrying cannot help (validation, 4xx, oversize)
     └── CheckpointError          the KCL refused a checkpoint
         ├── LeaseLostError           the lease moved to another worker: stop, never retry
@@ -54,6 +55,10 @@ class DeliveryError(ConsumerError):
 
 class TransientDeliveryError(DeliveryError):
     """Retrying later may succeed."""
+
+
+class ThrottledError(TransientDeliveryError):
+    """The destination refused for rate: counted apart, since it calls for capacity rather than a fix."""
 
 
 class PermanentDeliveryError(DeliveryError):

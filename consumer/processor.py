@@ -28,6 +28,7 @@ import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError as KclCheckpointError
 from amazon_kclpy.v3 import processor as kcl_processor
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from consumer.checkpoint import Checkpointer, checkpoint, classify
 from consumer.config import Config
@@ -35,9 +36,11 @@ from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
 from consumer.decode import StreamContext, decode_record
 from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, StopRequestedError, UndeliveredError
-from consumer.errors import DecodeError, LeaseLostError
+from consumer.errors import CheckpointError, DecodeError, LeaseLostError
 from consumer.events import ChangeEvent
+from consumer.health import CHILDREN_DIR_ENV, ChildState
 from consumer.logs import configure_logging
+from consumer.metrics import ProcessorMetrics
 from consumer.router import Router
 from consumer.sinks import Sink, build_sink
 from consumer.sinks.log import DryRunSink
@@ -94,9 +97,16 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         context: StreamContext,
         sleep: Callable[[float], None] = time.sleep,
         dead_letters: Callable[[Sequence[DeadLetter]], None] | None = None,
+        *,
+        metrics: ProcessorMetrics | None = None,
+        state: ChildState | None = None,
+        withhold_raw: bool = False,
     ) -> None:
         self._pipeline = pipeline
         self._context = context
+        self._metrics = metrics or ProcessorMetrics(CollectorRegistry(), context.table)
+        self._state = state
+        self._withhold_raw = withhold_raw
         self._dead_letters = dead_letters
         self._sleep = sleep
         self._shard_id = "unknown"
@@ -109,6 +119,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
         structlog.contextvars.bind_contextvars(shard_id=self._shard_id)
+        self._metrics.leases_held.labels(self._metrics.table).set(1)
         log.info("shard started", start_after=initialize_input.sequence_number)
 
     @_decided
@@ -124,8 +135,17 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             return
         first, last = records[0].sequence_number, records[-1].sequence_number
         structlog.contextvars.bind_contextvars(first_sequence=first, last_sequence=last)
+        table = self._metrics.table
+        self._metrics.batch_size.labels(table).observe(len(records))
+        behind = process_records_input.millis_behind_latest
+        if isinstance(behind, int | float):
+            self._metrics.behind_latest.labels(table).set(behind / 1000)
+        if self._state is not None:
+            self._state.busy()
         try:
             events = self._decode(records)
+            for event in events:
+                self._metrics.records_received.labels(table, event.event_name.value).inc()
             try:
                 self._pipeline.deliver(events)
             except StopRequestedError:
@@ -143,8 +163,11 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                 )
                 _exit(EXIT_UNDELIVERED)
             self._last_settled = last
+            self._metrics.settled([event.approximate_creation for event in events], now())
             self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), last)
         finally:
+            if self._state is not None:
+                self._state.idle()
             structlog.contextvars.unbind_contextvars("first_sequence", "last_sequence")
 
     @_decided
@@ -152,6 +175,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         del lease_lost_input
         # Another worker owns the shard now; a checkpoint would be refused, and must not be attempted.
         self._lease_lost = True
+        self._metrics.leases_held.labels(self._metrics.table).set(0)
         log.info("lease lost", last_settled=self._last_settled)
 
     @_decided
@@ -159,11 +183,13 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         # The KCL starts the shard's children only after this checkpoint. If it cannot be written, exiting is the
         # only way out: the KCL would retry its shutdown task against a child that is already gone, and the
         # children would wait forever. After the restart the shard is read to its end again.
-        checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None, sleep=self._sleep)
+        self._counted_checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None)
+        self._metrics.leases_held.labels(self._metrics.table).set(0)
         log.info("shard ended", last_settled=self._last_settled)
 
     @_decided
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        self._metrics.leases_held.labels(self._metrics.table).set(0)
         if self._lease_lost or self._last_settled is None:
             return
         # Sent even if the last batch's checkpoint covers it (the KCL then writes nothing): the final position is
@@ -178,6 +204,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             try:
                 events.append(decode_record(record.binary_data, self._context))
             except DecodeError as error:
+                self._metrics.records_undecodable.labels(self._metrics.table).inc()
                 moment = now()
                 undecodable.append(
                     DeadLetter(
@@ -186,12 +213,17 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                 )
                 if self._dead_letters is None:
                     # No on-failure destination: the log line carries the exact bytes the KCL sent (base64), so
-                    # the record can be recovered from the log stream.
+                    # the record can be recovered from the log stream, unless attributes are redacted from the
+                    # log: bytes that cannot be decoded cannot be redacted either.
                     log.error(
                         "undecodable record passed over",
                         error=str(error),
                         sequence_number=record.sequence_number,
-                        data_base64=base64.b64encode(record.binary_data).decode("ascii"),
+                        **(
+                            {"data_withheld": "log_redact is set", "data_bytes": len(record.binary_data)}
+                            if self._withhold_raw
+                            else {"data_base64": base64.b64encode(record.binary_data).decode("ascii")}
+                        ),
                     )
         if undecodable and self._dead_letters is not None:
             self._dead_letters(undecodable)  # raises (and so stops the child) if it cannot store them
@@ -201,12 +233,26 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         if not force and sequence_number == self._last_checkpointed:
             return
         try:
-            checkpoint(checkpointer, sequence_number, sleep=self._sleep)
+            self._counted_checkpoint(checkpointer, sequence_number)
         except LeaseLostError:
             self._lease_lost = True
             log.warning("checkpoint refused: lease lost", sequence_number=sequence_number)
             return
         self._last_checkpointed = sequence_number
+
+    def _counted_checkpoint(self, checkpointer: Checkpointer, sequence_number: str | None) -> None:
+        table = self._metrics.table
+        try:
+            checkpoint(
+                checkpointer,
+                sequence_number,
+                sleep=self._sleep,
+                on_throttle=lambda: self._metrics.throttles.labels(table, "checkpoint").inc(),
+            )
+        except CheckpointError:
+            self._metrics.checkpoints.labels(table, "failed").inc()
+            raise
+        self._metrics.checkpoints.labels(table, "written").inc()
 
 
 def _exit(status: int) -> None:
@@ -231,7 +277,10 @@ def main() -> int:
         )
         return 2
     config = load_resolved_config(config_path)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, redact=config.log_redact)
+    # First thing: from here on, an end without ended(clean=True) is counted as a crash by the supervisor.
+    children_dir = os.environ.get(CHILDREN_DIR_ENV)
+    state = ChildState(Path(children_dir)) if children_dir else None
     if config.source.stream_arn is None:
         sys.stderr.write("consumer.processor: the resolved configuration has no stream ARN\n")
         return 2
@@ -249,19 +298,34 @@ def main() -> int:
         )
     policies = {sink.name: RetryPolicy.from_config(sink.delivery or config.delivery) for sink in config.sinks}
     stop_file = os.environ.get(STOP_FILE_ENV)
+    # The supervisor set PROMETHEUS_MULTIPROC_DIR: these values land in its directory, for its /metrics.
+    metrics = ProcessorMetrics(REGISTRY, context.table)
     pipeline = Pipeline(
         Router.from_config(config, context),
         sinks,
         policies,
         dead_letters=writer,
         stopping=Path(stop_file).exists if stop_file else (lambda: False),
+        metrics=metrics,
     )
+    processor = RecordProcessor(
+        pipeline,
+        context,
+        dead_letters=writer,
+        metrics=metrics,
+        state=state,
+        withhold_raw=bool(config.log_redact),
+    )
+    clean = False
     try:
-        kcl.KCLProcess(RecordProcessor(pipeline, context, dead_letters=writer), output_file=protocol_out).run()
+        kcl.KCLProcess(processor, output_file=protocol_out).run()
+        clean = True
     finally:
         pipeline.close()
         if writer is not None:
             writer.close()
+        if state is not None:
+            state.ended(clean=clean)
     return 0
 
 

@@ -34,6 +34,7 @@ class Routed:
     by_sink: dict[str, list[Message]] = field(default_factory=dict)
     unrenderable: list[Failure] = field(default_factory=list)
     unmatched: int = 0
+    dropped: list[ChangeEvent] = field(default_factory=list)  # matched no route, and `unmatched` is "drop"
 
 
 class Router:
@@ -60,6 +61,7 @@ class Router:
             if not matched:
                 routed.unmatched += 1
                 if self._unmatched is None:
+                    routed.dropped.append(event)
                     continue
                 matched = [self._unmatched]
             # Each sink takes an event once, through the first matching route (in configuration order): a second

@@ -23,11 +23,16 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from consumer.aws import resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
 from consumer.errors import StartupError
+from consumer.health import CHILDREN_DIR_ENV, ChildWatch
+from consumer.metrics import SupervisorMetrics
 from consumer.processor import RESOLVED_CONFIG_ENV, STOP_FILE_ENV
+from consumer.server import HealthServer, HealthState
 
 log = structlog.get_logger("consumer.supervisor")
 
@@ -66,6 +71,7 @@ RENDERED_KEYS = frozenset(
         "streamsMaxAttempts",
         "leaderLockMillis",
         "timeoutInSeconds",
+        "engineStateFile",
     }
 )
 
@@ -104,7 +110,9 @@ def _check_handlers(config: Config) -> None:
             load_handler(sink.handler)
 
 
-def render_properties(config: Config, stream_arn: str, worker_id: str, python: str) -> str:
+def render_properties(
+    config: Config, stream_arn: str, worker_id: str, python: str, *, engine_state_file: Path | None = None
+) -> str:
     source = config.source
     values: dict[str, object] = {
         "executableName": f"{python} -m consumer.processor",
@@ -125,6 +133,8 @@ def render_properties(config: Config, stream_arn: str, worker_id: str, python: s
         # KCL's CloudWatch metrics cost money and need IAM rights; this service exports its own.
         "metricsLevel": "NONE",
     }
+    if engine_state_file is not None:
+        values["engineStateFile"] = str(engine_state_file)
     if config.engine.processing_timeout_seconds is not None:
         values["timeoutInSeconds"] = config.engine.processing_timeout_seconds
     if source.endpoint_url:
@@ -170,8 +180,17 @@ def run(config: Config) -> int:
     resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})
     workdir = Path(tempfile.mkdtemp(prefix="consumer-"))
     try:
+        # A fresh directory at every start: values of a previous run's processes never mix into /metrics.
+        metrics_dir = workdir / "metrics"
+        children_dir = workdir / "children"
+        metrics_dir.mkdir()
+        children_dir.mkdir()
+        engine_state = workdir / "engine-state"
         properties = workdir / "kcl.properties"
-        properties.write_text(render_properties(resolved, stream_arn, worker_id, python), encoding="utf-8")
+        properties.write_text(
+            render_properties(resolved, stream_arn, worker_id, python, engine_state_file=engine_state),
+            encoding="utf-8",
+        )
         resolved_path = workdir / "config.json"
         resolved_path.write_text(resolved.model_dump_json(), encoding="utf-8")
         command = [
@@ -179,6 +198,7 @@ def run(config: Config) -> int:
             *config.engine.jvm_options,
             f"-Dlogback.configurationFile={KCL_DIR / 'logback.xml'}",
             f"-Dconsumer.kcl.logLevel={config.engine.log_level}",
+            f"-Dconsumer.log.console={'true' if sys.stderr.isatty() else 'false'}",
             "-cp",
             f"{engine.jars_dir}{os.sep}*",
             BRIDGE_CLASS,
@@ -189,6 +209,8 @@ def run(config: Config) -> int:
             **os.environ,
             RESOLVED_CONFIG_ENV: str(resolved_path),
             STOP_FILE_ENV: str(stop_file),
+            CHILDREN_DIR_ENV: str(children_dir),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "PYTHONUNBUFFERED": "1",
         }
         if config.source.region:
@@ -200,12 +222,93 @@ def run(config: Config) -> int:
             worker_id=worker_id,
             starting_position=config.source.starting_position.value,
         )
-        return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file)
+        observer = Observer(config, metrics_dir, children_dir, engine_state)
+        return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file, observer)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop_file: Path) -> int:
+class Observer:
+    """Serves /metrics, /healthz and /readyz, and keeps what they report current from the supervisor's loop."""
+
+    def __init__(self, config: Config, metrics_dir: Path, children_dir: Path, engine_state: Path) -> None:
+        self._config = config
+        self._metrics_dir = metrics_dir
+        self._engine_state = engine_state
+        self.registry = CollectorRegistry()
+        MultiProcessCollector(self.registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+        table = config.source.table_name or (config.source.stream_arn or "").split("/")[1]
+        self.metrics = SupervisorMetrics(self.registry, table)
+        self.state = HealthState()
+        self._children = ChildWatch(children_dir, config.http.stuck_batch_seconds)
+        self._server: HealthServer | None = None
+        self._engine_started = 0.0
+        self.stopping = False
+
+    def start(self) -> None:
+        """Called once the JVM runs (the server's thread must not exist while the JVM is forked)."""
+        self._engine_started = time.time()
+        self.metrics.engine_up.set(1)
+        http = self._config.http
+        if not http.enabled:
+            return
+        try:
+            self._server = HealthServer(http.host, http.port, self.registry, self.state).start()
+        except OSError as error:
+            raise StartupError(f"http.port: cannot listen on {http.host}:{http.port}: {error.strerror}") from error
+        log.info("http endpoints", url=f"http://{http.host}:{self._server.port}", paths="/metrics /healthz /readyz")
+
+    def tick(self, engine_running: bool) -> None:
+        survey = self._children.survey()
+        table = self.metrics.table
+        if survey.started:
+            self.metrics.child_starts.labels(table).inc(len(survey.started))
+        if survey.crashed:
+            self.metrics.child_crashes.labels(table).inc(len(survey.crashed))
+            log.error("record-processor child ended abnormally", pids=list(survey.crashed))
+        for pid in survey.gone:
+            mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        scheduler, reported = _engine_state(self._engine_state)
+        now = time.time()
+        unresponsive = self._config.http.engine_unresponsive_seconds
+        if not engine_running:
+            engine = "stopped"
+        elif reported is None:
+            engine = "starting" if now - self._engine_started < unresponsive else "unresponsive"
+        else:
+            engine = "running" if now - reported < unresponsive else "unresponsive"
+        stuck = [{"pid": pid, "busy_seconds": round(seconds, 1)} for pid, seconds in survey.stuck]
+        if stuck and not self.state.stuck:
+            log.error("a record-processor child is stuck on one batch", children=stuck)
+        ready = engine == "running" and scheduler == "STARTED" and not self.stopping
+        self.state.engine, self.state.scheduler, self.state.stuck, self.state.ready = engine, scheduler, stuck, ready
+        self.metrics.engine_up.set(1 if engine_running else 0)
+        self.metrics.ready.set(1 if ready else 0)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
+def _start_observer(observer: Observer, jvm: subprocess.Popen[bytes]) -> None:
+    try:
+        observer.start()
+    except StartupError:
+        os.killpg(jvm.pid, signal.SIGKILL)
+        jvm.wait()
+        raise
+
+
+def _engine_state(path: Path) -> tuple[str, float | None]:
+    """The KCL worker state the bridge last wrote, and when (epoch seconds); ("CREATED", None) before any."""
+    try:
+        state, millis = path.read_text(encoding="ascii").split()
+        return state, int(millis) / 1000
+    except (OSError, ValueError):
+        return "CREATED", None
+
+
+def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop_file: Path, observer: Observer) -> int:
     jvm: subprocess.Popen[bytes] | None = None
     pending: list[int] = []
     stop_deadline: float | None = None
@@ -216,6 +319,7 @@ def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop
         if stop_deadline is None:
             stop_deadline = time.monotonic() + grace_seconds + _KILL_BACKSTOP_SECONDS
             stop_file.touch()  # children waiting to retry a delivery give up their batch instead of the grace
+            observer.stopping = True  # not ready from now on: no new traffic is worth routing here
             log.info(
                 "stopping: signal forwarded to the engine",
                 signal=signal.Signals(signum).name,
@@ -243,15 +347,19 @@ def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop
             raise StartupError(f"cannot start Java ({command[0]}): {error.strerror}") from error
         for signum in pending:
             jvm.send_signal(signum)
+        _start_observer(observer, jvm)
         while True:
             try:
                 status = jvm.wait(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
+                observer.tick(engine_running=True)
                 if stop_deadline is not None and time.monotonic() > stop_deadline:
                     log.error("engine did not stop within the grace period; killing it and its children")
                     os.killpg(jvm.pid, signal.SIGKILL)
+        observer.tick(engine_running=False)
     finally:
+        observer.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if status < 0:

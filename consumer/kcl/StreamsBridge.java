@@ -3,17 +3,30 @@ import com.amazonaws.services.dynamodbv2.streamsadapter.StreamsSchedulerFactory;
 import com.amazonaws.services.dynamodbv2.streamsadapter.model.DynamoDBStreamsProcessRecordsInput;
 import com.amazonaws.services.dynamodbv2.streamsadapter.polling.DynamoDBStreamsPollingConfig;
 import com.amazonaws.services.dynamodbv2.streamsadapter.processor.DynamoDBStreamsShardRecordProcessor;
+import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.classic.spi.IThrowableProxy;
+import ch.qos.logback.classic.spi.ThrowableProxyUtil;
+import ch.qos.logback.core.LayoutBase;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.reflect.Field;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
+import java.time.Instant;
+import java.util.Locale;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -35,6 +48,7 @@ import software.amazon.kinesis.common.InitialPositionInStream;
 import software.amazon.kinesis.common.InitialPositionInStreamExtended;
 import software.amazon.kinesis.coordinator.CoordinatorConfig;
 import software.amazon.kinesis.coordinator.Scheduler;
+import software.amazon.kinesis.coordinator.WorkerStateChangeListener;
 import software.amazon.kinesis.leases.LeaseManagementConfig;
 import software.amazon.kinesis.lifecycle.LifecycleConfig;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
@@ -65,7 +79,7 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
  * multilang processor wrapped so that it passes the adapter's type check.
  *
  * <p>Keys read here that the multilang parser ignores: dynamoDbStreamArn, dynamoDBStreamsEndpoint,
- * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown
+ * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis, engineStateFile. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown
  * did not finish within shutdownGraceMillis or the scheduler failed, 2 for an unusable configuration.
  */
 public final class StreamsBridge {
@@ -223,6 +237,11 @@ public final class StreamsBridge {
         ConfigurationSettableUtils.resolveFields(cfg.getWorkerMetricStatsTableConfigBean(),
                 leaseManagement.workerUtilizationAwareAssignmentConfig().workerMetricsTableConfig());
 
+        String stateFile = raw.getProperty("engineStateFile");
+        if (stateFile != null && !stateFile.isBlank()) {
+            coordinator.workerStateChangeListener(new EngineStateFile(Paths.get(stateFile.trim())));
+        }
+
         // The adapter zeroes this inside createScheduler, but 2.0.1 reads it into its lease-management factory
         // first, so every shard sync would then idle for the default 60 s before the worker may start.
         leaseManagement.shardSyncIntervalMillis(0);
@@ -364,6 +383,129 @@ public final class StreamsBridge {
         @Override
         public void shutdownRequested(ShutdownRequestedInput input) {
             delegate.shutdownRequested(input);
+        }
+    }
+
+    /**
+     * Tells the supervisor, through a small file rewritten every second, the scheduler's state and that the JVM
+     * still answers: "STARTED 1732870000123". The supervisor's /readyz waits for STARTED (after the lease table
+     * exists and the first shard sync); its /healthz fails when the time stops moving (a hung JVM).
+     */
+    static final class EngineStateFile implements WorkerStateChangeListener {
+        private final Path path;
+        private final Path temporary;
+        private volatile WorkerState state = WorkerState.CREATED;
+
+        EngineStateFile(Path path) {
+            this.path = path;
+            this.temporary = path.resolveSibling(path.getFileName() + ".tmp");
+            ScheduledExecutorService beat = Executors.newSingleThreadScheduledExecutor(runnable -> {
+                Thread thread = new Thread(runnable, "engine-state");
+                thread.setDaemon(true);
+                return thread;
+            });
+            beat.scheduleWithFixedDelay(this::write, 0, 1, TimeUnit.SECONDS);
+        }
+
+        @Override
+        public void onWorkerStateChange(WorkerState newState) {
+            state = newState;
+            write();
+        }
+
+        @Override
+        public void onAllInitializationAttemptsFailed(Throwable e) {
+            log.error("KCL scheduler initialisation failed for good: {}", rootMessage(e));
+        }
+
+        private synchronized void write() {
+            try {
+                // Renamed into place: the supervisor never reads half a line.
+                String line = state + " " + System.currentTimeMillis() + "\n";
+                Files.write(temporary, line.getBytes(StandardCharsets.US_ASCII));
+                Files.move(temporary, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            } catch (IOException e) {
+                log.warn("cannot write the engine state file {}: {}", path, e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * The JVM's log lines in the shape of the Python side's structlog lines, so one stream carries one format:
+     * JSON by default, or a readable line when the supervisor writes to a terminal (-Dconsumer.log.console=true).
+     */
+    public static final class JsonLogLayout extends LayoutBase<ILoggingEvent> {
+        private static final boolean CONSOLE = Boolean.getBoolean("consumer.log.console");
+
+        public JsonLogLayout() {
+            super();
+        }
+
+        @Override
+        public String doLayout(ILoggingEvent event) {
+            String level = level(event);
+            String timestamp = Instant.ofEpochMilli(event.getTimeStamp()).toString();
+            IThrowableProxy thrown = event.getThrowableProxy();
+            String exception = thrown == null ? null : ThrowableProxyUtil.asString(thrown);
+            if (CONSOLE) {
+                StringBuilder line = new StringBuilder()
+                        .append(timestamp).append(" [").append(String.format(Locale.ROOT, "%-9s", level)).append("] ")
+                        .append(event.getFormattedMessage()).append("  logger=").append(event.getLoggerName())
+                        .append(" source=kcl\n");
+                if (exception != null) {
+                    line.append(exception).append('\n');
+                }
+                return line.toString();
+            }
+            StringBuilder json = new StringBuilder(256).append('{');
+            field(json, "event", event.getFormattedMessage()).append(',');
+            field(json, "level", level).append(',');
+            field(json, "logger", event.getLoggerName()).append(',');
+            field(json, "thread", event.getThreadName()).append(',');
+            field(json, "source", "kcl").append(',');
+            if (exception != null) {
+                field(json, "exception", exception).append(',');
+            }
+            field(json, "timestamp", timestamp);
+            return json.append("}\n").toString();
+        }
+
+        private static String level(ILoggingEvent event) {
+            // structlog's names, so a filter on level matches both sides.
+            switch (event.getLevel().toString()) {
+                case "WARN":
+                    return "warning";
+                default:
+                    return event.getLevel().toString().toLowerCase(Locale.ROOT);
+            }
+        }
+
+        private static StringBuilder field(StringBuilder json, String name, String value) {
+            return string(string(json, name).append(':'), value);
+        }
+
+        private static StringBuilder string(StringBuilder json, String value) {
+            json.append('"');
+            if (value == null) {
+                value = "";
+            }
+            for (int i = 0; i < value.length(); i++) {
+                char c = value.charAt(i);
+                switch (c) {
+                    case '"': json.append("\\\""); break;
+                    case '\\': json.append("\\\\"); break;
+                    case '\n': json.append("\\n"); break;
+                    case '\r': json.append("\\r"); break;
+                    case '\t': json.append("\\t"); break;
+                    default:
+                        if (c < 0x20) {
+                            json.append(String.format(Locale.ROOT, "\\u%04x", (int) c));
+                        } else {
+                            json.append(c);
+                        }
+                }
+            }
+            return json.append('"');
         }
     }
 }

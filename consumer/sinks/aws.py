@@ -18,7 +18,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.decode import StreamContext
-from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError, TransientDeliveryError
 from consumer.payloads import item_key
 from consumer.sinks.base import Failure, Message
 
@@ -61,6 +61,10 @@ TRANSIENT_CODES = frozenset(
         "ThrottlingException",
         "TooManyRequestsException",
     }
+)
+
+_THROTTLING_CODES = frozenset(
+    {"RequestLimitExceeded", "SlowDown", "TooManyRequestsException", "ProvisionedThroughputExceededException"}
 )
 
 # Connection failures and timeouts (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError,
@@ -140,7 +144,9 @@ def classify(error: Exception, operation: str) -> DeliveryError:
         text = f"{operation}: {code or status}: {details.get('Message', '')}".rstrip(": ")
         # SQS answers with query-compatible codes such as AWS.SimpleQueueService.NonExistentQueue.
         short = code.rsplit(".", 1)[-1]
-        if short in TRANSIENT_CODES or code in TRANSIENT_CODES or status == 429 or status >= 500:  # noqa: PLR2004
+        if status == 429 or "Throttl" in code or code in _THROTTLING_CODES:  # noqa: PLR2004
+            return ThrottledError(text)
+        if short in TRANSIENT_CODES or code in TRANSIENT_CODES or status >= 500:  # noqa: PLR2004
             return TransientDeliveryError(text)
         return PermanentDeliveryError(text)
     if isinstance(error, _TRANSIENT_BOTOCORE_ERRORS):
@@ -151,7 +157,9 @@ def classify(error: Exception, operation: str) -> DeliveryError:
 def entry_error(code: str, message: str, sender_fault: bool) -> DeliveryError:
     """An SNS or SQS batch entry's failure: the sender's fault is permanent, the service's is transient."""
     text = f"{code}: {message}" if message else code
-    return PermanentDeliveryError(text) if sender_fault else TransientDeliveryError(text)
+    if sender_fault:
+        return PermanentDeliveryError(text)
+    return ThrottledError(text) if "Throttl" in code else TransientDeliveryError(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import boto3
 
 from consumer.config import EventBridgeSinkConfig
 from consumer.decode import StreamContext
-from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError, TransientDeliveryError
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
@@ -93,7 +93,13 @@ def failures_from_response(count: int, response: PutEventsResponseTypeDef) -> li
         code = result.get("ErrorCode")
         if code:
             text = f"{code}: {result.get('ErrorMessage', '')}".rstrip(": ")
-            error = TransientDeliveryError(text) if code in _TRANSIENT_ENTRY_CODES else PermanentDeliveryError(text)
+            error: DeliveryError
+            if "Throttl" in code:
+                error = ThrottledError(text)
+            elif code in _TRANSIENT_ENTRY_CODES:
+                error = TransientDeliveryError(text)
+            else:
+                error = PermanentDeliveryError(text)
             failures.append((position, error))
         elif not result.get("EventId"):
             failures.append((position, TransientDeliveryError("the response has no result for this entry")))

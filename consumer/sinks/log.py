@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,16 @@ class LogSink:
         return None
 
 
+def _structured(message: Message) -> Any:
+    # A JSON body is logged as JSON, not as a string holding JSON: readable, and its attributes can be redacted.
+    if message.content_type == "application/json":
+        try:
+            return json.loads(message.body)
+        except ValueError:
+            pass
+    return message.body
+
+
 class DryRunSink:
     """Stands in for a configured sink under `dry_run`: logs what it would have been sent."""
 
@@ -62,7 +73,7 @@ class DryRunSink:
                 route=message.route,
                 event_id=message.event.event_id,
                 content_type=message.content_type,
-                body=message.body,
+                body=_structured(message),
             )
         return ()
 

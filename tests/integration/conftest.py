@@ -80,6 +80,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
                 {"type": "file", "name": "recording", "path": str(directory / "events.jsonl")},
             ],
             "shutdown_grace_seconds": 20,
+            "http": {"port": 0},  # several workers per test, and tests in parallel: any free port
             "engine": {
                 "worker_id": worker_id,
                 "kcl_properties": FAST_KCL,

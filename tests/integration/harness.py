@@ -114,5 +114,18 @@ class Worker:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def http_url(self, timeout: float = 60.0) -> str:
+        """Where this worker serves /metrics, /healthz and /readyz (the tests let it pick a free port)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if '"event":"http endpoints"' in line:
+                    url = str(json.loads(line)["url"])
+                    return url.replace("//0.0.0.0:", "//127.0.0.1:")
+            if self.process.poll() is not None:
+                pytest.fail(f"worker {self.worker_id} exited with {self.process.returncode}:\n{self.tail()}")
+            time.sleep(0.2)
+        pytest.fail(f"worker {self.worker_id}: no http endpoints logged in {timeout:.0f} s\n{self.tail()}")
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 
 from consumer.config import EventBridgeSinkConfig, SnsSinkConfig, SqsSinkConfig
 from consumer.decode import StreamContext, decode_record
-from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError, TransientDeliveryError
 from consumer.local import LOCAL_REGION, MotoServer, free_port
 from consumer.payloads import dumps, plain
 from consumer.sinks import aws, eventbridge, registry, sns, sqs
@@ -611,7 +611,7 @@ def test_eventbridge_response_error_codes() -> None:
     failures = eventbridge.failures_from_response(8, response)  # type: ignore[arg-type]
 
     assert [(p, type(e)) for p, e in failures] == [
-        (1, TransientDeliveryError),
+        (1, ThrottledError),  # a TransientDeliveryError, counted as throttling
         (2, TransientDeliveryError),
         (3, TransientDeliveryError),
         (4, TransientDeliveryError),
@@ -631,14 +631,14 @@ def client_error(code: str, status: int) -> ClientError:
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
-        (client_error("ThrottlingException", 400), TransientDeliveryError),
-        (client_error("Throttling", 400), TransientDeliveryError),
-        (client_error("AWS.SimpleQueueService.RequestThrottled", 403), TransientDeliveryError),
-        (client_error("KMSThrottling", 400), TransientDeliveryError),
+        (client_error("ThrottlingException", 400), ThrottledError),
+        (client_error("Throttling", 400), ThrottledError),
+        (client_error("AWS.SimpleQueueService.RequestThrottled", 403), ThrottledError),
+        (client_error("KMSThrottling", 400), ThrottledError),
         (client_error("RequestTimeout", 400), TransientDeliveryError),
         (client_error("InternalError", 500), TransientDeliveryError),
         (client_error("SomethingNew", 503), TransientDeliveryError),
-        (client_error("TooManyRequests", 429), TransientDeliveryError),
+        (client_error("TooManyRequests", 429), ThrottledError),
         (client_error("NotFound", 404), PermanentDeliveryError),
         (client_error("AWS.SimpleQueueService.NonExistentQueue", 400), PermanentDeliveryError),
         (client_error("InvalidParameter", 400), PermanentDeliveryError),
@@ -650,6 +650,7 @@ def client_error(code: str, status: int) -> ClientError:
     ],
 )
 def test_whole_call_errors_are_classified(error: Exception, kind: type[DeliveryError]) -> None:
+    # ThrottledError is a TransientDeliveryError (retried the same way), told apart for the throttling metric.
     assert type(aws.classify(error, "call")) is kind
 
 
@@ -667,7 +668,7 @@ def test_a_throttled_chunk_holds_back_the_later_chunks(context: StreamContext) -
 
     assert sent == [10, 10]
     assert [f.message for f in failures] == batch[10:]
-    assert kinds(failures) == [TransientDeliveryError] * 15
+    assert kinds(failures) == [ThrottledError] * 10 + [TransientDeliveryError] * 5
     assert "ThrottlingException" in str(failures[0].error)
     assert "not sent" in str(failures[10].error)
 
