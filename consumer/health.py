@@ -48,13 +48,23 @@ class Survey:
     running: int = 0
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, under another user
+    return True
+
+
 @dataclass
 class ChildWatch:
     """The supervisor's side: compares the directory with the processes that are alive."""
 
     directory: Path
     stuck_after_seconds: float
-    alive: Callable[[int], bool] = field(default=lambda pid: Path(f"/proc/{pid}").exists())
+    alive: Callable[[int], bool] = field(default=_alive)
     clock: Callable[[], float] = time.time
     _known: set[int] = field(default_factory=set)
 
