@@ -125,8 +125,17 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     @_decided
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
+        table = self._metrics.table
         if not records:
+            # The KCL hands empty reads over too (callProcessRecordsEvenForEmptyRecordList): nothing follows the
+            # iterator, so the shard is caught up, and its gauges must not keep the lag of its last busy moment.
+            # (The adapter reports no MillisBehindLatest for an empty read.)
+            self._metrics.max_lag.labels(table).set(0)
+            self._metrics.behind_latest.labels(table).set(0)
             return
+        behind = process_records_input.millis_behind_latest
+        if isinstance(behind, int | float):
+            self._metrics.behind_latest.labels(table).set(behind / 1000)
         if self._stopping:
             return  # not settled, never checkpointed: read again after the restart
         if self._lease_lost:
@@ -135,11 +144,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             return
         first, last = records[0].sequence_number, records[-1].sequence_number
         structlog.contextvars.bind_contextvars(first_sequence=first, last_sequence=last)
-        table = self._metrics.table
         self._metrics.batch_size.labels(table).observe(len(records))
-        behind = process_records_input.millis_behind_latest
-        if isinstance(behind, int | float):
-            self._metrics.behind_latest.labels(table).set(behind / 1000)
         if self._state is not None:
             self._state.busy()
         try:

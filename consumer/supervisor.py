@@ -72,6 +72,7 @@ RENDERED_KEYS = frozenset(
         "leaderLockMillis",
         "timeoutInSeconds",
         "engineStateFile",
+        "callProcessRecordsEvenForEmptyRecordList",
     }
 )
 
@@ -132,6 +133,8 @@ def render_properties(
         "leaderLockMillis": int(config.engine.leader_lock_seconds * 1000),
         # KCL's CloudWatch metrics cost money and need IAM rights; this service exports its own.
         "metricsLevel": "NONE",
+        # Idle polls reach the children too, so their lag and behind-latest gauges fall to 0 when caught up.
+        "callProcessRecordsEvenForEmptyRecordList": True,
     }
     if engine_state_file is not None:
         values["engineStateFile"] = str(engine_state_file)

@@ -134,6 +134,14 @@ def test_metrics_count_what_was_written_delivered_and_filtered(
     assert ("dynamodb_consumer_behind_latest_seconds", (("table", table),)) in samples
     assert not any("shard" in name or "sequence" in name for name, labels in samples for name, _ in labels)
 
+    def caught_up() -> bool:
+        idle = _samples(_get(f"{url}/metrics")[1])
+        lag = _value(idle, "dynamodb_consumer_max_lag_seconds", **t)
+        return lag == 0 and _value(idle, "dynamodb_consumer_behind_latest_seconds", **t) == 0
+
+    # Idle polls reach the child too: once nothing is left to read, the lag gauges say so.
+    _wait(caught_up, 30, "lag gauges at 0 on an idle stream", worker)
+
     assert worker.stop() == 0
     _assert_one_json_stream_without(worker.log(), SECRET)
     _assert_status_lists_the_checkpoint(dynamodb, application, worker)

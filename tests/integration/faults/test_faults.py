@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import moto_lineage
 import pytest
 from harness import Worker, leader, lease_items, unique
+from moto.server import ThreadedMotoServer
 from oracle import Writer, check
 
-from consumer.local import LOCAL_REGION, MotoServer
+from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.faults, pytest.mark.timeout(420)]
 
@@ -320,35 +322,134 @@ def test_poison_record_with_bisect(dynamodb: Any, table: str, start_worker: Star
     check("poison record + bisect", writer, handled(), dead_letters=letters())
 
 
-def test_oversize_record(
-    dynamodb: Any, table: str, start_worker: StartWorker, moto: MotoServer, tmp_path: Path
-) -> None:
-    sqs: Any = boto3.client("sqs", region_name=LOCAL_REGION, endpoint_url=moto.url)
-    queue = sqs.create_queue(QueueName=unique("q"))["QueueUrl"]
-    writer = Writer(dynamodb, table)
+# Every even version fails the first time the handler sees it. Like a handler that must keep each item's order, it
+# stops handling at its first failure: Lambda gives that record and all later ones back, so handling any of them
+# now would repeat them and put them behind their own retry.
+PARTIAL_HANDLER = """
+import json, os
+
+def handler(event, context):
+    seen = set(open(REPORTED).read().split()) if os.path.exists(REPORTED) else set()
+    failed, ok = [], []
+    for record in event["Records"]:
+        if int(record["dynamodb"]["NewImage"]["version"]["N"]) % 2 == 0 and record["eventID"] not in seen:
+            failed.append(record)
+        elif not failed:
+            ok.append(record)
+    with open(HANDLED, "a") as out:
+        out.writelines(json.dumps(record) + "\\n" for record in ok)
+    with open(REPORTED, "a") as out:
+        out.writelines(record["eventID"] + "\\n" for record in failed)
+    return {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in failed]}
+"""
+
+
+def test_handler_batch_item_failures(dynamodb: Any, table: str, start_worker: StartWorker, tmp_path: Path) -> None:
+    writer = Writer(dynamodb, table, keys=3)  # 3 keys: a batch of 10 starts with successes before the first failure
+    handled, reported = tmp_path / "handled.jsonl", tmp_path / "reported.txt"
+    handler = tmp_path / "partial.py"
+    handler.write_text(f"HANDLED, REPORTED = {str(handled)!r}, {str(reported)!r}\n" + PARTIAL_HANDLER)
     dead_letters = tmp_path / "dead-letters.jsonl"
     config = {
-        "sinks": [{"type": "sqs", "name": "queue", "queue_url": queue}],
+        "sinks": [{"type": "handler", "name": "partial", "handler": f"{handler}:handler"}],
+        "routes": [{"name": "all", "sinks": ["partial"], "format": "lambda"}],
+        "delivery": {"backoff_base_seconds": 0.1, "backoff_max_seconds": 0.5},
         "on_failure": {"type": "file", "path": str(dead_letters)},
     }
+    worker = start_worker(unique("app"), table, source=FAST_SMALL_BATCHES, extra=config)
+    writer.write(21)
+
+    def records() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in handled.read_text().splitlines()] if handled.exists() else []
+
+    _wait(_covers(writer, lambda: [_as_plain(r) for r in records()]), 150, "all handled", worker)
+    assert worker.stop() == 0
+    assert not dead_letters.exists()
+    reported_ids = reported.read_text().split()
+    assert len(reported_ids) == len(set(reported_ids)) == sum(1 for _, v in writer.written if v % 2 == 0)
+    assert set(reported_ids) <= {r["eventID"] for r in records()}  # every reported record came back and was handled
+    check("handler batchItemFailures", writer, records(), dead_letters=[])
+
+
+def _as_plain(record: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda-shaped record in the shape _covers reads."""
+    image = record["dynamodb"]["NewImage"]
+    return {"keys": {"productId": image["productId"]["S"]}, "new": {"version": image["version"]["N"]}}
+
+
+# How each AWS sink's deliveries reach the SQS queue they are received from.
+PATHS = {"sqs": "SQS", "sns": "SNS -> SQS", "eventbridge": "EventBridge -> SQS"}
+
+
+def _queue(sqs: Any) -> tuple[str, str]:
+    url: str = sqs.create_queue(QueueName=unique("q"))["QueueUrl"]
+    arn: str = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def _aws_destination(kind: str, endpoint: str) -> tuple[dict[str, Any], str, Callable[[str], dict[str, Any]]]:
+    """A sink of `kind` whose deliveries land in an SQS queue: (sink config, queue URL, SQS body -> payload).
+
+    SNS and EventBridge are read through a queue subscribed to them, so what is counted is what the service
+    actually passed on, not what the sink believes it sent.
+    """
+    url, arn = _queue(boto3.client("sqs", region_name=LOCAL_REGION, endpoint_url=endpoint))
+    if kind == "sqs":
+        return {"type": "sqs", "name": "queue", "queue_url": url}, url, json.loads
+    if kind == "sns":
+        sns: Any = boto3.client("sns", region_name=LOCAL_REGION, endpoint_url=endpoint)
+        topic: str = sns.create_topic(Name=unique("topic"))["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+        def from_envelope(body: str) -> dict[str, Any]:
+            envelope = json.loads(body)
+            assert envelope["TopicArn"] == topic
+            payload: dict[str, Any] = json.loads(envelope["Message"])
+            return payload
+
+        return {"type": "sns", "name": "topic", "topic_arn": topic}, url, from_envelope
+    events: Any = boto3.client("events", region_name=LOCAL_REGION, endpoint_url=endpoint)
+    bus, rule, source = unique("bus"), unique("rule"), unique("consumer.faults")
+    events.create_event_bus(Name=bus)
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+
+    def from_event(body: str) -> dict[str, Any]:
+        event = json.loads(body)
+        assert event["source"] == source
+        detail: dict[str, Any] = event["detail"]
+        return detail
+
+    return {"type": "eventbridge", "name": "bus", "event_bus_name": bus, "source": source}, url, from_event
+
+
+@pytest.mark.parametrize("kind", list(PATHS))
+def test_oversize_record(dynamodb: Any, table: str, start_worker: StartWorker, tmp_path: Path, kind: str) -> None:
+    endpoint = dynamodb.meta.endpoint_url  # the session's moto server
+    sink, queue, payload_of = _aws_destination(kind, endpoint)
+    sqs: Any = boto3.client("sqs", region_name=LOCAL_REGION, endpoint_url=endpoint)
+    writer = Writer(dynamodb, table)
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    config = {"sinks": [sink], "on_failure": {"type": "file", "path": str(dead_letters)}}
     worker = start_worker(unique("app"), table, extra=config)
     writer.write(4)
-    writer.write(1, blob="x" * 300_000)  # a legal 300 KB item, over SQS's 256 KiB message limit
+    writer.write(1, blob="x" * 300_000)  # a legal 300 KB item, over the 256 KiB message limit of all three
     writer.write(4)
     received: list[dict[str, Any]] = []
 
     def drained() -> bool:
         for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-            received.append(json.loads(message["Body"]))
+            received.append(payload_of(message["Body"]))
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         return len(received) >= 8 and dead_letters.exists()
 
     _wait(drained, 150, "8 delivered and the oversize record dead-lettered", worker)
     assert worker.stop() == 0
     letters = [json.loads(x) for x in dead_letters.read_text().splitlines()]
+    assert [x["sink"] for x in letters] == [sink["name"]]
     assert "oversize" in letters[0]["error"]["message"]
     assert len(letters[0]["record"]["dynamodb"]["NewImage"]["blob"]["S"]) == 300_000  # the full record
-    check("oversize record", writer, received, dead_letters=letters)
+    check(f"oversize record -> {PATHS[kind]}", writer, received, dead_letters=letters)
 
 
 def test_maximum_record_age_exceeded(
@@ -372,6 +473,41 @@ def test_maximum_record_age_exceeded(
     assert worker.stop() == 0
     assert all(x["error"]["class"] == "RecordTooOldError" for x in letters())
     check("maximum record age exceeded", writer, receiver.accepted, dead_letters=letters())
+
+
+@pytest.fixture
+def lineage_url(moto: MotoServer) -> Iterator[str]:
+    """A moto server in this process with the shard-split hook; the session's server cannot split shards."""
+    del moto  # requested for the credentials and region it puts in the environment
+    moto_lineage.install()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_shard_end_parent_before_child(lineage_url: str, start_worker: StartWorker) -> None:
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    table = unique("lineage")
+    create_streamed_table(dynamodb, table)
+    writer = Writer(dynamodb, table)
+    application = unique("app")
+    worker = start_worker(application, table, source={"endpoint_url": lineage_url, **FAST_SMALL_BATCHES})
+    writer.write(15)
+    # Split once the parent's lease is held and being read, with part of it still unread: the child's records
+    # are there before the parent is finished.
+    _wait(lambda: len(worker.events()) >= 1, 150, "first records delivered", worker)
+    split = time.monotonic()
+    parent, child = moto_lineage.split_shard(table)
+    writer.write(15)
+    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    recovery = time.monotonic() - split
+    assert worker.stop() == 0
+    leases = lease_items(dynamodb, application)
+    assert leases[parent]["checkpoint"]["S"] == "SHARD_END"
+    assert leases[child]["checkpoint"]["S"] == worker.events()[-1]["sequenceNumber"]
+    check("shard end, parent before child", writer, worker.events(), recovery_seconds=recovery)
 
 
 def _child_of(worker: Worker) -> int:
