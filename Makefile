@@ -9,7 +9,7 @@ MVN ?= mvn
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars demo test test-unit test-engine faults lint format clean
+.PHONY: help install jars demo test test-unit test-engine faults image-test lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,12 @@ test: install jars ## Run the whole test suite (unit + the real engine against m
 faults: install jars ## The fault suite on the real engine; ends with a table of what was written, delivered, lost
 	@$(BIN)/pytest -m faults tests/integration/faults $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no fault scenarios: the suite is broken" >&2; exit 1; fi; \
+	exit $$status
+
+image-test: install ## Build the container image with podman and run it against moto (slow; installs podman as root)
+	bash tests/image/prepare.sh
+	@$(BIN)/pytest -m image tests/image $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no image test: the suite is broken" >&2; exit 1; fi; \
 	exit $$status
 
 test-unit: install ## Only the fast tests (no JVM)
