@@ -18,11 +18,12 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpcore
 import httpx
 
 import consumer
@@ -91,11 +92,13 @@ class WebhookSink:
         headers = {"User-Agent": USER_AGENT}
         for header, value in config.headers.items():
             headers[header] = self._header(header, self._resolve(value, f"headers.{header}"))
+        verify = self._verify(config)
         self._client = httpx.Client(
             headers=headers,
             timeout=config.timeout_seconds,
-            verify=self._verify(config),
+            verify=verify,
             follow_redirects=False,
+            transport=None if config.allow_link_local else _vetting_transport(verify),
         )
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
@@ -120,9 +123,6 @@ class WebhookSink:
             body = message.body.encode("utf-8")
         except UnicodeEncodeError as error:
             return PermanentDeliveryError(f"body is not valid UTF-8 text: {error.reason}")
-        refusal = self._check_destination()
-        if refusal is not None:
-            return refusal
         headers = {
             "Content-Type": _content_type(message.content_type),
             "Idempotency-Key": message.event.event_id,
@@ -142,7 +142,7 @@ class WebhookSink:
         except httpx.HTTPError as error:
             return self._transport_error(error)
         except OSError as error:
-            return TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
+            return self._refusal(error) or TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
 
     def _outcome(self, response: httpx.Response) -> DeliveryError | None:
         status = response.status_code
@@ -160,7 +160,21 @@ class WebhookSink:
             )
         return PermanentDeliveryError(f"{self._origin} answered HTTP {status}{excerpt}")
 
+    def _refusal(self, error: BaseException) -> DeliveryError | None:
+        """The vetting backend's verdict, raised as it is or wrapped by httpx."""
+        refused = _cause(error, _ForbiddenAddressError)
+        if refused is not None:
+            return PermanentDeliveryError(
+                f"refused to send to {self._origin}: {refused}; "
+                f"set allow_link_local: true on sink {self.name!r} if this destination is intended"
+            )
+        unresolvable = _cause(error, _UnresolvableError)
+        return None if unresolvable is None else TransientDeliveryError(str(unresolvable))
+
     def _transport_error(self, error: httpx.HTTPError) -> DeliveryError:
+        refusal = self._refusal(error)
+        if refusal is not None:
+            return refusal
         verification = _cause(error, ssl.SSLCertVerificationError)
         if verification is not None:
             # Retrying cannot fix a certificate: the CA bundle, the name or the server's chain must change.
@@ -170,26 +184,6 @@ class WebhookSink:
             return PermanentDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
         # Refused or reset connections, DNS failures, a server closing mid-answer: worth another try.
         return TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
-
-    def _check_destination(self) -> DeliveryError | None:
-        """Refuse link-local and instance-metadata destinations, resolved again before every request."""
-        if self._allow_link_local:
-            return None
-        try:
-            resolved = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as error:
-            return TransientDeliveryError(f"cannot resolve {self._host}: {error}")
-        for *_, sockaddr in resolved:
-            address = _ip_address(str(sockaddr[0]))
-            why = None if address is None else _forbidden(address)
-            if why is not None:
-                return PermanentDeliveryError(
-                    f"refused to send to {self._origin}: {self._host} resolves to {address}, {why}; "
-                    f"set allow_link_local: true on sink {self.name!r} if this destination is intended"
-                )
-        # Residual risk: httpx resolves the name again when it opens a connection, so a DNS answer that changes
-        # between the two lookups (rebinding) is not caught here.
-        return None
 
     # -- construction --------------------------------------------------------------------------------------------
 
@@ -302,6 +296,59 @@ def _ip_address(text: str) -> IpAddress | None:
         return ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
+
+
+class _ForbiddenAddressError(OSError):
+    """The destination's name resolves to an address no webhook may reach."""
+
+
+class _UnresolvableError(OSError):
+    """The destination's name does not resolve (now)."""
+
+
+class _VettingBackend(httpcore.SyncBackend):
+    """Resolves the name once per new connection, refuses forbidden addresses, connects to a vetted address.
+
+    Checking the name before the request and letting the client resolve it again to connect would leave a window
+    in which a changed DNS answer (rebinding) sends the request to instance metadata. Here the address checked is
+    the address connected to; TLS still verifies the certificate against the name.
+    """
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            resolved = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            raise _UnresolvableError(f"cannot resolve {host}: {error}") from error
+        addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in resolved))
+        for text in addresses:
+            parsed = _ip_address(text)
+            why = None if parsed is None else _forbidden(parsed)
+            if why is not None:
+                raise _ForbiddenAddressError(f"{host} resolves to {parsed}, {why}")
+        failure: Exception | None = None
+        for address in addresses:  # like socket.create_connection: the next address if one refuses
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as error:
+                failure = error
+        raise failure or _UnresolvableError(f"cannot resolve {host}: no address")
+
+
+def _vetting_transport(verify: bool | ssl.SSLContext) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=verify)
+    # httpx takes no network backend of its own; its connection pool (httpcore) does.
+    pool = transport._pool  # noqa: SLF001
+    if not hasattr(pool, "_network_backend"):
+        raise StartupError("this httpx version cannot vet webhook connections; pin httpx<1 or set allow_link_local")
+    pool._network_backend = _VettingBackend()  # noqa: SLF001
+    return transport
 
 
 def _forbidden(address: IpAddress) -> str | None:

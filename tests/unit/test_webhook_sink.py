@@ -517,15 +517,41 @@ def test_a_name_resolving_to_a_link_local_address_is_refused(
     assert forbid_connections == []
 
 
-def test_the_guard_resolves_again_before_every_request(
+def test_the_address_checked_is_the_address_connected_to(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DNS rebinding: the first answer is harmless, every later one points at instance metadata. A guard that
+    # checks the name and lets the client resolve it again to connect would send the request to the second answer.
+    answers = iter([["127.0.0.1"]])
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def getaddrinfo(name: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if name != "hooks.example.test":
+            return real(name, port, *args, **kwargs)
+        lookups.append(name)
+        addresses = next(answers, ["169.254.169.254"])
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    sink = make_sink(f"http://hooks.example.test:{server.port}/")
+
+    assert sink.send([_message("100")]) == ()
+    assert lookups == ["hooks.example.test"]  # one lookup: the vetted address is the one connected to
+    assert len(server.received) == 1
+
+
+def test_a_new_connection_is_vetted_again(
     server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sink = make_sink(f"http://hooks.example.test:{server.port}/")
     _resolve_to(monkeypatch, "hooks.example.test", "127.0.0.1")
     assert sink.send([_message("100")]) == ()
+    sink.close()  # the kept-alive connection is gone: the next message needs a new one
 
     _resolve_to(monkeypatch, "hooks.example.test", "169.254.169.254")
-    (failure,) = sink.send([_message("200")])
+    replacement = make_sink(f"http://hooks.example.test:{server.port}/")
+    (failure,) = replacement.send([_message("200")])
 
     assert isinstance(failure.error, PermanentDeliveryError)
     assert len(server.received) == 1
