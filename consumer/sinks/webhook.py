@@ -92,14 +92,14 @@ class WebhookSink:
         headers = {"User-Agent": USER_AGENT}
         for header, value in config.headers.items():
             headers[header] = self._header(header, self._resolve(value, f"headers.{header}"))
-        verify = self._verify(config)
         self._client = httpx.Client(
             headers=headers,
             timeout=config.timeout_seconds,
-            verify=verify,
+            verify=self._verify(config),
             follow_redirects=False,
-            transport=None if config.allow_link_local else _vetting_transport(verify),
         )
+        if not config.allow_link_local:
+            _vet_connections(self._client)
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         for index, message in enumerate(batch):
@@ -341,14 +341,13 @@ class _VettingBackend(httpcore.SyncBackend):
         raise failure or _UnresolvableError(f"cannot resolve {host}: no address")
 
 
-def _vetting_transport(verify: bool | ssl.SSLContext) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(verify=verify)
-    # httpx takes no network backend of its own; its connection pool (httpcore) does.
-    pool = transport._pool  # noqa: SLF001
-    if not hasattr(pool, "_network_backend"):
+def _vet_connections(client: httpx.Client) -> None:
+    # httpx takes no network backend of its own; the connection pool (httpcore) of its default transport does.
+    # Passing a whole transport instead would turn off the HTTP(S)_PROXY settings httpx reads from the environment.
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):
         raise StartupError("this httpx version cannot vet webhook connections; pin httpx<1 or set allow_link_local")
     pool._network_backend = _VettingBackend()  # noqa: SLF001
-    return transport
 
 
 def _forbidden(address: IpAddress) -> str | None:

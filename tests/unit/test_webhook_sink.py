@@ -618,3 +618,16 @@ def test_signature_matches_the_standard_webhooks_test_vector() -> None:
     assert sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     )
+
+
+def test_an_http_proxy_from_the_environment_is_still_used(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The vetting sits in the default transport only: httpx's proxy settings from the environment keep working.
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    sink = make_sink("http://hooks.example.test/in")  # not resolvable: only the proxy can take it
+
+    assert sink.send([_message("100")]) == ()
+    assert len(server.received) == 1
