@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.dynamodb.exceptions import ResourceNotFoundException
@@ -18,6 +20,9 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodbstreams import models as streams_models
 from moto.dynamodbstreams import responses as streams_responses
+from moto.server import ThreadedMotoServer
+
+from consumer.local import free_port
 
 _INSTALLED = False
 
@@ -106,3 +111,16 @@ def split_shard(table_name: str, account_id: str = "123456789012", region: str =
     lineage.append(child)
     table.stream_shard = child
     return parent.id, child.id
+
+
+@contextmanager
+def serve() -> Iterator[str]:
+    """A moto server in this process with the hook installed (a moto server in its own process cannot split)."""
+    install()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -9,20 +9,15 @@ import boto3
 import moto_lineage
 import pytest
 from harness import Worker, lease_items, put_product, unique
-from moto.server import ThreadedMotoServer
 
-from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table, free_port
+from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table
 
 
 @pytest.fixture(scope="module")
 def lineage_url(moto: MotoServer) -> Iterator[str]:
     del moto  # requested for the credentials and region it puts in the environment
-    moto_lineage.install()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_lineage.serve() as url:
+        yield url
 
 
 def test_lineage_hook_self_test(lineage_url: str) -> None:

@@ -17,10 +17,9 @@ import boto3
 import moto_lineage
 import pytest
 from harness import Worker, leader, lease_items, unique
-from moto.server import ThreadedMotoServer
 from oracle import Writer, check
 
-from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table, free_port
+from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table
 
 pytestmark = [pytest.mark.engine, pytest.mark.faults, pytest.mark.timeout(420)]
 
@@ -479,12 +478,8 @@ def test_maximum_record_age_exceeded(
 def lineage_url(moto: MotoServer) -> Iterator[str]:
     """A moto server in this process with the shard-split hook; the session's server cannot split shards."""
     del moto  # requested for the credentials and region it puts in the environment
-    moto_lineage.install()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_lineage.serve() as url:
+        yield url
 
 
 def test_shard_end_parent_before_child(lineage_url: str, start_worker: StartWorker) -> None:
