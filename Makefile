@@ -9,7 +9,7 @@ MVN ?= mvn
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars demo test test-unit test-engine faults image-test lint format clean
+.PHONY: help install jars demo test test-unit test-engine faults image-test bench bench-smoke lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,14 +61,30 @@ test-unit: install ## Only the fast tests (no JVM)
 test-engine: install jars ## Only the tests that run the real engine
 	$(BIN)/pytest -m engine $(PYTEST_ARGS)
 
+BENCH_ARGS ?=
+BENCH_OUT ?= bench/results
+BENCH_SMOKE_OUT ?= build/bench-smoke
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: install jars $(VENV)/.bench-installed ## Benchmarks vs a Java reference and a boto3 poller on moto; rewrites BENCHMARKS.md (~15 min)
+	$(BIN)/python -m bench.run --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(BIN)/python -m bench.report --results $(BENCH_OUT) --markdown BENCHMARKS.md
+
+bench-smoke: install jars $(VENV)/.bench-installed ## The benchmarks with small N (a few minutes), written to build/bench-smoke
+	$(BIN)/python -m bench.run --smoke --out $(BENCH_SMOKE_OUT) $(BENCH_ARGS)
+	$(BIN)/python -m bench.report --results $(BENCH_SMOKE_OUT) --markdown $(BENCH_SMOKE_OUT)/BENCHMARKS.md
+
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check consumer tests
-	$(BIN)/ruff format --check consumer tests
+	$(BIN)/ruff check consumer tests bench
+	$(BIN)/ruff format --check consumer tests bench
 	$(BIN)/mypy
 
 format: install ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format consumer tests
-	$(BIN)/ruff check --fix consumer tests
+	$(BIN)/ruff format consumer tests bench
+	$(BIN)/ruff check --fix consumer tests bench
 
 clean: ## Remove the virtualenv, the jars and caches
 	rm -rf $(VENV) $(JARS_DIR) .pytest_cache .mypy_cache .ruff_cache

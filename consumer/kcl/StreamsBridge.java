@@ -64,7 +64,9 @@ import software.amazon.kinesis.multilang.MultiLangRecordProcessorFactory;
 import software.amazon.kinesis.multilang.config.ConfigurationSettableUtils;
 import software.amazon.kinesis.multilang.config.MultiLangDaemonConfiguration;
 import software.amazon.kinesis.processor.ProcessorConfig;
+import software.amazon.kinesis.processor.RecordProcessorCheckpointer;
 import software.amazon.kinesis.processor.ShardRecordProcessor;
+import software.amazon.kinesis.processor.ShardRecordProcessorFactory;
 import software.amazon.kinesis.processor.StreamTracker;
 import software.amazon.kinesis.retrieval.KinesisClientRecord;
 import software.amazon.kinesis.retrieval.RetrievalConfig;
@@ -79,8 +81,13 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
  * multilang processor wrapped so that it passes the adapter's type check.
  *
  * <p>Keys read here that the multilang parser ignores: dynamoDbStreamArn, dynamoDBStreamsEndpoint,
- * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis, engineStateFile. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown
- * did not finish within shutdownGraceMillis or the scheduler failed, 2 for an unusable configuration.
+ * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis, engineStateFile, referenceProcessor. Exit status: 0 after
+ * a completed graceful shutdown, 1 if the shutdown did not finish within shutdownGraceMillis or the scheduler failed,
+ * 2 for an unusable configuration.
+ *
+ * <p>{@code referenceProcessor = count} (benchmarks only) replaces the child processes with {@link CountingProcessor}:
+ * the same scheduler, leases and checkpoints with no multilang hop and no Python, as the baseline the service is
+ * measured against.
  */
 public final class StreamsBridge {
     private static final Logger log = LoggerFactory.getLogger(StreamsBridge.class);
@@ -204,9 +211,15 @@ public final class StreamsBridge {
         StreamTracker tracker = StreamsSchedulerFactory.createSingleStreamTracker(
                 streamArn, InitialPositionInStreamExtended.newInitialPosition(position));
 
+        String reference = raw.getProperty("referenceProcessor", "").trim();
+        if (!reference.isEmpty() && !reference.equals("count")) {
+            throw new IllegalArgumentException("referenceProcessor must be count, not " + reference);
+        }
+        ShardRecordProcessorFactory processors = reference.isEmpty()
+                ? () -> new AdapterProcessor(multiLangFactory.shardRecordProcessor())
+                : CountingProcessor::new;
         ConfigsBuilder configsBuilder = new ConfigsBuilder(tracker, cfg.getApplicationName(), adapterClient,
-                dynamoBuilder.build(), cloudWatchBuilder.build(), cfg.getWorkerIdentifier(),
-                () -> new AdapterProcessor(multiLangFactory.shardRecordProcessor()));
+                dynamoBuilder.build(), cloudWatchBuilder.build(), cfg.getWorkerIdentifier(), processors);
         if (cfg.getTableName() != null) {
             configsBuilder.tableName(cfg.getTableName());
         }
@@ -383,6 +396,65 @@ public final class StreamsBridge {
         @Override
         public void shutdownRequested(ShutdownRequestedInput input) {
             delegate.shutdownRequested(input);
+        }
+    }
+
+    /**
+     * The benchmarks' Java baseline: counts the records of each batch and checkpoints it, nothing else. What the
+     * service costs beyond this is the multilang hop, Python and the sinks.
+     */
+    static final class CountingProcessor implements DynamoDBStreamsShardRecordProcessor {
+        private String shardId = "?";
+        private long records;
+
+        @Override
+        public void initialize(InitializationInput input) {
+            shardId = input.shardId();
+            log.info("reference processor: shard {} started", shardId);
+        }
+
+        @Override
+        public void processRecords(ProcessRecordsInput input) {
+            count(input.records().size(), input.checkpointer());
+        }
+
+        @Override
+        public void processRecords(DynamoDBStreamsProcessRecordsInput input) {
+            count(input.records().size(), input.checkpointer());
+        }
+
+        private void count(int size, RecordProcessorCheckpointer checkpointer) {
+            if (size == 0) {
+                return;
+            }
+            records += size;
+            checkpoint(checkpointer);
+        }
+
+        @Override
+        public void leaseLost(LeaseLostInput input) {
+            log.info("reference processor: shard {} lost after {} records", shardId, records);
+        }
+
+        @Override
+        public void shardEnded(ShardEndedInput input) {
+            checkpoint(input.checkpointer());
+        }
+
+        @Override
+        public void shutdownRequested(ShutdownRequestedInput input) {
+            checkpoint(input.checkpointer());
+            log.info("reference processor: shard {} stopped after {} records", shardId, records);
+        }
+
+        private void checkpoint(RecordProcessorCheckpointer checkpointer) {
+            try {
+                checkpointer.checkpoint();
+            } catch (Exception e) {
+                // A benchmark run with a failed checkpoint is void: stop rather than report a partial count.
+                log.error("reference processor: checkpoint failed: {}", rootMessage(e));
+                System.exit(1);
+            }
         }
     }
 
