@@ -21,10 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
-
 from consumer.config import FileDestinationConfig, OnFailureConfig, SnsDestinationConfig, SqsDestinationConfig
 from consumer.decode import StreamContext, to_lambda_record
 from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -70,7 +66,7 @@ def entry(letter: DeadLetter, application: str, context: StreamContext) -> str:
         "firstAttemptTime": letter.first_attempt,
         "lastAttemptTime": letter.last_attempt,
         "sequenceNumber": letter.sequence_number,
-        "record": to_lambda_record(letter.event, context) if letter.event is not None else None,
+        "record": to_lambda_record(letter.event, context, private=False) if letter.event is not None else None,
     }
     if letter.raw_data is not None:
         document["rawData"] = base64.b64encode(letter.raw_data).decode("ascii")
@@ -121,6 +117,10 @@ class QueueDestination:
         self.name = f"{service}:{self._target}"
         self._service = service
         self._fifo = self._target.endswith(".fifo")
+        # Imported here: boto3 costs a child about 10 MiB, worth paying only where an AWS destination is used.
+        import boto3  # noqa: PLC0415
+        from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
         self._client: Any = boto3.session.Session().client(
             service,  # type: ignore[call-overload]
             region_name=config.region or context.region,
@@ -142,6 +142,8 @@ class QueueDestination:
                     "MessageGroupId": "dead-letters",
                     "MessageDeduplicationId": hashlib.sha256(body.encode("utf-8")).hexdigest(),
                 }
+            from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - loaded in __init__
+
             try:
                 if self._service == "sqs":
                     self._client.send_message(QueueUrl=self._target, MessageBody=body, **fifo)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import orjson
 
 from consumer.errors import DecodeError
 from consumer.events import ChangeEvent, EventName, Item, PlainValue, UserIdentity
@@ -51,9 +52,10 @@ def table_of(stream_arn: str) -> str:
 def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:
     """Decode the adapter's JSON (already base64-decoded by kclpy) into a ChangeEvent."""
     try:
-        # parse_float keeps the JSON numbers the adapter writes (size, timestamp) exact as well.
-        record = json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        # Attribute numbers are strings in DynamoDB JSON ({"N": "25.99"}), decoded to Decimal below; the adapter's
+        # own numbers (size, creation time) are integers. orjson refuses NaN, Infinity and invalid UTF-8.
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
         raise DecodeError(f"record is not JSON: {error}") from error
     if not isinstance(record, dict):
         raise DecodeError("record is not a JSON object")
@@ -64,10 +66,6 @@ def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:
     except (ValueError, TypeError, ArithmeticError, OverflowError) as error:
         # Whatever the shape checks did not anticipate is still a bad record, never a crash.
         raise DecodeError(f"malformed record: {type(error).__name__}: {error}") from error
-
-
-def _reject_constant(name: str) -> Any:
-    raise DecodeError(f"record is not JSON: {name} is not a JSON number")
 
 
 def event_from_record(record: Mapping[str, Any], context: StreamContext) -> ChangeEvent:
@@ -100,11 +98,14 @@ def event_from_record(record: Mapping[str, Any], context: StreamContext) -> Chan
     )
 
 
-def to_lambda_record(event: ChangeEvent, context: StreamContext) -> dict[str, Any]:
-    """The record as a Lambda event source mapping delivers it, so Lambda handlers run unchanged."""
+def to_lambda_record(event: ChangeEvent, context: StreamContext, *, private: bool = True) -> dict[str, Any]:
+    """The record as a Lambda event source mapping delivers it, so Lambda handlers run unchanged.
+
+    `private`: a deep copy, for code that may edit it in place (a handler), so that a retry or another sink never
+    sees the edit. Readers (filters, renderers, the dead-letter entry) pass False and share the images.
+    """
     raw = event.record
-    # A deep copy: a handler that edits its event in place must not change what a retry or another sink sees.
-    dynamodb = copy.deepcopy(dict(raw["dynamodb"]))
+    dynamodb = copy.deepcopy(dict(raw["dynamodb"])) if private else dict(raw["dynamodb"])
     for image in ("NewImage", "OldImage"):
         # The adapter writes an absent image as {}; Lambda leaves the key out.
         if not dynamodb.get(image):
@@ -120,7 +121,7 @@ def to_lambda_record(event: ChangeEvent, context: StreamContext) -> dict[str, An
         "eventSourceARN": context.stream_arn,
     }
     if "userIdentity" in raw:
-        out["userIdentity"] = copy.deepcopy(raw["userIdentity"])
+        out["userIdentity"] = copy.deepcopy(raw["userIdentity"]) if private else raw["userIdentity"]
     return out
 
 
@@ -149,7 +150,100 @@ def _image(dynamodb: Mapping[str, Any], name: str) -> Item | None:
         return None
     if not isinstance(image, dict):
         raise DecodeError(f"dynamodb.{name} is not a map")
+    try:
+        return {attribute: _plain(typed) for attribute, typed in image.items()}
+    except _MalformedError:
+        pass
+    # Again, the slow way, which names the path of the first bad value in its error.
     return {attribute: _value(typed, f"{name}.{attribute}") for attribute, typed in image.items()}
+
+
+class _MalformedError(Exception):
+    """Raised by the fast decoders, which do not track where they are: the caller decodes again for the path."""
+
+
+def _plain(typed: Any) -> PlainValue:
+    """_value without the bookkeeping of a path, for the common case of a valid image."""
+    if type(typed) is not dict or len(typed) != 1:
+        raise _MalformedError
+    # Strings and numbers are most attributes: tested first, without a call (this runs once per attribute).
+    raw = typed.get("S")
+    if raw is not None:
+        if type(raw) is not str:
+            raise _MalformedError
+        return raw
+    raw = typed.get("N")
+    if raw is not None:
+        return _fast_number(raw)
+    ((tag, raw),) = typed.items()
+    decoder = _FAST.get(tag)
+    if decoder is None:
+        raise _MalformedError
+    return decoder(raw)
+
+
+def _fast_string(raw: Any) -> str:
+    if type(raw) is not str:
+        raise _MalformedError
+    return raw
+
+
+def _fast_number(raw: Any) -> Decimal:
+    if type(raw) is not str:
+        raise _MalformedError
+    try:
+        number = Decimal(raw)
+    except InvalidOperation:
+        raise _MalformedError from None
+    if not number.is_finite():
+        raise _MalformedError
+    return number
+
+
+def _fast_binary(raw: Any) -> bytes:
+    if type(raw) is not str:
+        raise _MalformedError
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise _MalformedError from None
+
+
+def _fast_bool(raw: Any) -> bool:
+    if type(raw) is not bool:
+        raise _MalformedError
+    return raw
+
+
+def _fast_null(raw: Any) -> None:
+    if raw is not True:
+        raise _MalformedError
+
+
+def _fast_list(raw: Any) -> list[Any]:
+    if type(raw) is not list:
+        raise _MalformedError
+    return raw
+
+
+def _fast_map(raw: Any) -> dict[str, PlainValue]:
+    if type(raw) is not dict:
+        raise _MalformedError
+    return {key: _plain(value) for key, value in raw.items()}
+
+
+_FAST: dict[str, Callable[[Any], PlainValue]] = {
+    "S": _fast_string,
+    "N": _fast_number,
+    "B": _fast_binary,
+    "BOOL": _fast_bool,
+    "NULL": _fast_null,
+    "SS": lambda raw: frozenset(_fast_string(s) for s in _fast_list(raw)),
+    "NS": lambda raw: frozenset(_fast_number(n) for n in _fast_list(raw)),
+    "BS": lambda raw: frozenset(_fast_binary(b) for b in _fast_list(raw)),
+    "L": lambda raw: [_plain(value) for value in _fast_list(raw)],
+    "M": _fast_map,
+}
 
 
 def decode_value(typed: Any) -> PlainValue:

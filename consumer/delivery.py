@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -234,10 +235,9 @@ class Pipeline:
         if whole is not None:
             return
         refused = {id(f.message) for f in failures}
-        for message in pending:
-            if id(message) not in refused:
-                event_name = message.event.event_name.value
-                self._metrics.deliveries.labels(table, sink.name, event_name, "delivered").inc()
+        delivered = Counter(m.event.event_name.value for m in pending if id(m) not in refused)
+        for event_name, count in delivered.items():
+            self._metrics.deliveries.labels(table, sink.name, event_name, "delivered").inc(count)
 
     def _deliver_in_lanes(self, sink: Sink, batch: Sequence[Message], policy: RetryPolicy) -> list[DeadLetter]:
         """Deliver, with the messages of one item key always in the same lane and in stream order."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from consumer.events import ChangeEvent
 
@@ -41,47 +42,29 @@ def item_key(keys: Mapping[str, Any]) -> str:
 def dumps(value: Any) -> str:
     """JSON text with Decimals written as JSON numbers digit for digit (never through float).
 
-    bytes become base64 strings, sets sorted arrays, datetimes ISO-8601.
+    bytes become base64 strings, sets sorted arrays, datetimes ISO-8601 with milliseconds and Z. Compact, and
+    non-ASCII characters are written as themselves.
     """
-    parts: list[str] = []
-    _write(value, parts)
-    return "".join(parts)
+    return orjson.dumps(value, default=_default, option=_OPTIONS).decode("utf-8")
 
 
-def _write(value: Any, out: list[str]) -> None:
-    if value is None or isinstance(value, bool | int | str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, Decimal):
-        out.append(_number(value))
-    elif isinstance(value, Mapping):
-        out.append("{")
-        for index, (key, item) in enumerate(value.items()):
-            if index:
-                out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
-            out.append(":")
-            _write(item, out)
-        out.append("}")
-    elif isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value) if isinstance(value, set | frozenset) else value
-        out.append("[")
-        for index, item in enumerate(items):
-            if index:
-                out.append(",")
-            _write(item, out)
-        out.append("]")
-    elif isinstance(value, bytes):
-        out.append(json.dumps(base64.b64encode(value).decode("ascii")))
-    elif isinstance(value, datetime):
-        out.append(json.dumps(value.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
-    elif isinstance(value, float):
-        out.append(json.dumps(value))
-    else:
-        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+# Datetimes pass through to _default, to keep the millisecond "Z" form; keys that are not strings are written as
+# their text, as the JSON module would.
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
-def _number(value: Decimal) -> str:
-    if not value.is_finite():
-        raise ValueError(f"JSON has no {value}")
-    # 'E' notation is valid JSON; str() keeps every significant digit.
-    return str(value)
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"JSON has no {value}")
+        # A fragment is written as it is: 'E' notation is valid JSON, and str() keeps every significant digit.
+        return orjson.Fragment(str(value))
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -149,8 +150,9 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             self._state.busy()
         try:
             events = self._decode(records)
-            for event in events:
-                self._metrics.records_received.labels(table, event.event_name.value).inc()
+            # One update per event name and batch: each is a write to the multiprocess file.
+            for event_name, count in Counter(event.event_name.value for event in events).items():
+                self._metrics.records_received.labels(table, event_name).inc(count)
             try:
                 self._pipeline.deliver(events)
             except StopRequestedError:

@@ -25,6 +25,8 @@ class Route:
     render: Renderer
     content_type: str
     matches: Callable[[ChangeEvent], bool]
+    # Only a hand-written template can produce broken JSON; the built-in formats are JSON by construction.
+    check_json: bool = False
 
 
 @dataclass(slots=True)
@@ -80,8 +82,8 @@ def _add(routed: Routed, route: Route, event: ChangeEvent, taken: set[str]) -> N
     taken.update(sinks)
     try:
         body = route.render(event)
-        if route.content_type == JSON:
-            json.loads(body)  # a hand-written JSON template with unescaped data would send broken JSON
+        if route.check_json:
+            json.loads(body)  # a JSON template with unescaped data would send broken JSON
     except Exception as error:  # noqa: BLE001 - any failure of a user's template is this event's failure
         # It fails the same way on every retry (e.g. new.name on a REMOVE, a name with a quote in a JSON template).
         problem = PermanentDeliveryError(f"route {route.name!r}: cannot render: {type(error).__name__}: {error}")
@@ -100,7 +102,12 @@ def _route(config: RouteConfig, context: StreamContext) -> Route:
             lambda_filters.append(compile_patterns(spec.patterns))
         if spec.filter_criteria is not None:
             lambda_filters.append(parse_filter_criteria(spec.filter_criteria))
-        checks.append(lambda event: any(f.matches(to_lambda_record(event, context)) for f in lambda_filters))
+
+        def lambda_shape_matches(event: ChangeEvent) -> bool:
+            record = to_lambda_record(event, context, private=False)  # read, never edited: no copy
+            return any(f.matches(record) for f in lambda_filters)
+
+        checks.append(lambda_shape_matches)
     if spec.changed:
         wanted = frozenset(spec.changed)
         checks.append(lambda event: not wanted.isdisjoint(event.changed))
@@ -114,4 +121,5 @@ def _route(config: RouteConfig, context: StreamContext) -> Route:
         render=renderer(config.format, context, config.template),
         content_type=content_type,
         matches=lambda event: all(check(event) for check in checks),
+        check_json=config.format == "template" and content_type == JSON,
     )

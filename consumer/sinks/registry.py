@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,15 +27,31 @@ def register(sink_type: str) -> Callable[[F], F]:
 
 def build_sink(config: Any, context: StreamContext) -> Sink:
     """Instantiate the sink for a validated sink config (its `type` picks the plug-in)."""
-    _load_builtin_sinks()
+    _load_builtin_sink(config.type)
     return _FACTORIES[config.type](config, context)
 
 
 def registered_types() -> list[str]:
-    _load_builtin_sinks()
+    for sink_type in _BUILTIN:
+        _load_builtin_sink(sink_type)
     return sorted(_FACTORIES)
 
 
-def _load_builtin_sinks() -> None:
-    # Importing a sink module registers it; kept lazy so a sink's dependencies load only where it is used.
-    from consumer.sinks import eventbridge, file, handler, log, memory, sns, sqs, webhook  # noqa: F401, PLC0415
+# Importing a sink module registers it. Only the modules of the configured types are imported: a child that sends
+# to a webhook never loads boto3 (about 10 MiB per process, and one process runs per shard).
+_BUILTIN = {
+    "eventbridge": "eventbridge",
+    "file": "file",
+    "handler": "handler",
+    "log": "log",
+    "memory": "memory",
+    "sns": "sns",
+    "sqs": "sqs",
+    "webhook": "webhook",
+}
+
+
+def _load_builtin_sink(sink_type: str) -> None:
+    module = _BUILTIN.get(sink_type)
+    if module is not None and sink_type not in _FACTORIES:
+        importlib.import_module(f"consumer.sinks.{module}")
