@@ -77,7 +77,7 @@ bench-smoke: install jars $(VENV)/.bench-installed ## The benchmarks with small 
 	$(BIN)/python -m bench.run --smoke --out $(BENCH_SMOKE_OUT) $(BENCH_ARGS)
 	$(BIN)/python -m bench.report --results $(BENCH_SMOKE_OUT) --markdown $(BENCH_SMOKE_OUT)/BENCHMARKS.md
 
-lint: install ## ruff (lint + format check) and mypy --strict
+lint: install $(VENV)/.bench-installed ## ruff (lint + format check) and mypy --strict (bench/ included)
 	$(BIN)/ruff check consumer tests bench
 	$(BIN)/ruff format --check consumer tests bench
 	$(BIN)/mypy
