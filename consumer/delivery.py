@@ -230,7 +230,7 @@ class Pipeline:
     ) -> None:
         table = self._metrics.table
         errors = [whole] if whole is not None else [f.error for f in failures]
-        if any(_throttled(error) for error in errors):
+        if any(isinstance(error, ThrottledError) for error in errors):
             self._metrics.throttles.labels(table, sink.name).inc()
         if whole is not None:
             return
@@ -289,10 +289,6 @@ class Pipeline:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
-
-
-def _throttled(error: DeliveryError) -> bool:
-    return isinstance(error, ThrottledError) or getattr(error, "status", None) == 429  # noqa: PLR2004
 
 
 def _retry_delay(policy: RetryPolicy, attempts: int, error: DeliveryError) -> float:

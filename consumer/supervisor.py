@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from consumer.aws import resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
+from consumer.decode import table_of
 from consumer.errors import StartupError
 from consumer.health import CHILDREN_DIR_ENV, ChildWatch
 from consumer.metrics import SupervisorMetrics
@@ -225,7 +226,7 @@ def run(config: Config) -> int:
             worker_id=worker_id,
             starting_position=config.source.starting_position.value,
         )
-        observer = Observer(config, metrics_dir, children_dir, engine_state)
+        observer = Observer(config, table_of(stream_arn), metrics_dir, children_dir, engine_state)
         return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file, observer)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -234,13 +235,13 @@ def run(config: Config) -> int:
 class Observer:
     """Serves /metrics, /healthz and /readyz, and keeps what they report current from the supervisor's loop."""
 
-    def __init__(self, config: Config, metrics_dir: Path, children_dir: Path, engine_state: Path) -> None:
+    def __init__(self, config: Config, table: str, metrics_dir: Path, children_dir: Path, engine_state: Path) -> None:
         self._config = config
         self._metrics_dir = metrics_dir
         self._engine_state = engine_state
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-        table = config.source.table_name or (config.source.stream_arn or "").split("/")[1]
+        # The children label their metrics with the table of the stream ARN (StreamContext.table): the same here.
         self.metrics = SupervisorMetrics(self.registry, table)
         self.state = HealthState()
         self._children = ChildWatch(children_dir, config.http.stuck_batch_seconds)

@@ -29,7 +29,13 @@ import httpx
 import consumer
 from consumer.config import EnvRef, WebhookSinkConfig
 from consumer.decode import StreamContext
-from consumer.errors import DeliveryError, PermanentDeliveryError, StartupError, TransientDeliveryError
+from consumer.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    StartupError,
+    ThrottledError,
+    TransientDeliveryError,
+)
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
@@ -72,6 +78,10 @@ class RetryAfterError(TransientDeliveryError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class TooManyRequestsError(RetryAfterError, ThrottledError):
+    """HTTP 429: retried like any RetryAfterError, and counted as throttling."""
 
 
 @register("webhook")
@@ -153,7 +163,8 @@ class WebhookSink:
         excerpt = _excerpt(_read_some(response))
         if status in _TRANSIENT_STATUSES or status >= 500:  # noqa: PLR2004
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return RetryAfterError(f"{self._origin} answered HTTP {status}{excerpt}", status, retry_after)
+            kind = TooManyRequestsError if status == 429 else RetryAfterError  # noqa: PLR2004
+            return kind(f"{self._origin} answered HTTP {status}{excerpt}", status, retry_after)
         if 300 <= status < 400:  # noqa: PLR2004
             return PermanentDeliveryError(
                 f"{self._origin} answered HTTP {status} (redirects are not followed){excerpt}"

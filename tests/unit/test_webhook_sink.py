@@ -24,7 +24,7 @@ import trustme
 import consumer
 from consumer.config import WebhookSinkConfig
 from consumer.decode import StreamContext, decode_record
-from consumer.errors import PermanentDeliveryError, StartupError, TransientDeliveryError
+from consumer.errors import PermanentDeliveryError, StartupError, ThrottledError, TransientDeliveryError
 from consumer.events import ChangeEvent
 from consumer.sinks import webhook
 from consumer.sinks.base import Message
@@ -360,6 +360,9 @@ def test_retry_after_as_an_http_date(server: _Server, make_sink: Callable[..., W
     assert 110 < throttled.error.retry_after <= 121
     assert isinstance(unavailable.error, RetryAfterError)
     assert unavailable.error.retry_after is None
+    # Only the 429 counts as throttling (dynamodb_consumer_throttles_total).
+    assert isinstance(throttled.error, ThrottledError)
+    assert not isinstance(unavailable.error, ThrottledError)
 
 
 def test_parse_retry_after() -> None:
