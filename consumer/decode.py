@@ -11,7 +11,7 @@ import binascii
 import copy
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,13 +19,14 @@ from typing import Any
 import orjson
 
 from consumer.errors import DecodeError
-from consumer.events import ChangeEvent, EventName, Item, PlainValue, UserIdentity
+from consumer.events import ChangeEvent, EventName, Image, Item, PlainValue, UserIdentity, values_differ
 
 STREAM_ARN_PATTERN = re.compile(
     r"^arn:(?P<partition>aws[a-zA-Z-]*):dynamodb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
     r"table/(?P<table>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>[0-9A-Za-z:._-]+)$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EVENT_NAMES = {name.value: name for name in EventName}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +37,11 @@ class StreamContext:
     region: str
     # The source's endpoint override (a local endpoint); AWS sinks default to it, like to the region.
     endpoint_url: str | None = None
+    table: str = field(init=False)
 
-    @property
-    def table(self) -> str:
-        return table_of(self.stream_arn)
+    def __post_init__(self) -> None:
+        # Once: every record's event names its table.
+        object.__setattr__(self, "table", table_of(self.stream_arn))
 
 
 def table_of(stream_arn: str) -> str:
@@ -70,13 +72,14 @@ def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:
 
 def event_from_record(record: Mapping[str, Any], context: StreamContext) -> ChangeEvent:
     dynamodb = _field(record, "dynamodb", dict)
-    try:
-        event_name = EventName(_field(record, "eventName", str))
-    except ValueError as error:
-        raise DecodeError(f"unknown eventName {record.get('eventName')!r}") from error
+    name = record.get("eventName")
+    event_name = _EVENT_NAMES.get(name) if type(name) is str else None
+    if event_name is None:
+        raise DecodeError(f"unknown eventName {name!r}")
     keys = _image(dynamodb, "Keys")
     if keys is None:
         raise DecodeError("dynamodb.Keys is missing")
+    # Keys are decoded at once: they are small, and ordering by item needs them for every record.
     identity = record.get("userIdentity")
     return ChangeEvent(
         event_id=_field(record, "eventID", str),
@@ -85,9 +88,9 @@ def event_from_record(record: Mapping[str, Any], context: StreamContext) -> Chan
         sequence_number=_field(dynamodb, "SequenceNumber", str),
         approximate_creation=_creation_time(dynamodb.get("ApproximateCreationDateTime")),
         size_bytes=int(dynamodb.get("SizeBytes", 0)),
-        keys=keys,
-        new_image=_image(dynamodb, "NewImage"),
-        old_image=_image(dynamodb, "OldImage"),
+        keys=keys.values,
+        new=_image(dynamodb, "NewImage"),
+        old=_image(dynamodb, "OldImage"),
         stream_view_type=dynamodb.get("StreamViewType"),
         user_identity=(
             UserIdentity(principal_id=str(identity.get("principalId", "")), type=str(identity.get("type", "")))
@@ -133,6 +136,11 @@ def _field(container: Mapping[str, Any], name: str, kind: type) -> Any:
 
 
 def _creation_time(value: Any) -> datetime:
+    if type(value) is int:  # what the adapter sends: epoch milliseconds
+        try:
+            return _EPOCH + timedelta(milliseconds=value)
+        except OverflowError as error:
+            raise DecodeError(f"ApproximateCreationDateTime is out of range: {value!r}") from error
     if value is None:
         raise DecodeError("dynamodb.ApproximateCreationDateTime is missing")
     try:
@@ -142,7 +150,7 @@ def _creation_time(value: Any) -> datetime:
     return _EPOCH + timedelta(microseconds=int(millis * 1000))
 
 
-def _image(dynamodb: Mapping[str, Any], name: str) -> Item | None:
+def _image(dynamodb: Mapping[str, Any], name: str) -> LazyImage | None:
     image = dynamodb.get(name)
     # The adapter serialises an absent image as {} (the SDK's empty auto-construct map); a real image is never
     # empty because it always holds the key attributes.
@@ -150,16 +158,107 @@ def _image(dynamodb: Mapping[str, Any], name: str) -> Item | None:
         return None
     if not isinstance(image, dict):
         raise DecodeError(f"dynamodb.{name} is not a map")
-    try:
-        return {attribute: _plain(typed) for attribute, typed in image.items()}
-    except _MalformedError:
-        pass
-    # Again, the slow way, which names the path of the first bad value in its error.
-    return {attribute: _value(typed, f"{name}.{attribute}") for attribute, typed in image.items()}
+    return LazyImage(name, image)
+
+
+class LazyImage:
+    """consumer.events.Image over one image of a record: its forms are made on first use, then kept."""
+
+    __slots__ = ("_json", "_name", "_values", "typed")
+
+    def __init__(self, name: str, typed: Mapping[str, Any]) -> None:
+        self._name = name
+        self.typed = typed
+        self._json: Mapping[str, Any] | None = None
+        self._values: Item | None = None
+
+    @property
+    def json(self) -> Mapping[str, Any]:
+        if self._json is None:
+            try:
+                self._json = {attribute: _ready(typed) for attribute, typed in self.typed.items()}
+            except _MalformedError:
+                self._json = self._slowly()  # raises DecodeError naming the bad value
+        return self._json
+
+    @property
+    def values(self) -> Item:
+        if self._values is None:
+            try:
+                self._values = {attribute: _plain(typed) for attribute, typed in self.typed.items()}
+            except _MalformedError:
+                self._values = self._slowly()
+        return self._values
+
+    def changed_from(self, other: Image) -> tuple[str, ...]:
+        mine, theirs = self.typed, other.typed
+        changed = []
+        for name in mine.keys() | theirs.keys():
+            new, old = mine.get(name), theirs.get(name)
+            # Equal DynamoDB JSON is an equal value, compared in C; most attributes of a MODIFY end here.
+            if new == old:
+                continue
+            if new is None or old is None:
+                changed.append(name)
+                continue
+            try:
+                if not _same_typed(new, old):
+                    changed.append(name)
+                continue
+            except _MalformedError:
+                pass
+            # Malformed on one side: decoding names it (DecodeError); if both decode after all, compare the values.
+            if values_differ(_value(new, f"{self._name}.{name}"), _value(old, f"{name} (other image)")):
+                changed.append(name)
+        changed.sort()
+        return tuple(changed)
+
+    def _slowly(self) -> Item:
+        # Again, the slow way, which names the path of the first bad value in its error. (What the fast decoders
+        # refuse, this one refuses too; if it ever did not, the plain values are written through the encoder's
+        # fallbacks, so no record is lost to a difference between them.)
+        return {attribute: _value(typed, f"{self._name}.{attribute}") for attribute, typed in self.typed.items()}
 
 
 class _MalformedError(Exception):
     """Raised by the fast decoders, which do not track where they are: the caller decodes again for the path."""
+
+
+def _ready(typed: Any) -> Any:
+    """A DynamoDB-JSON value as orjson should write it in the plain format, checking it as _plain does.
+
+    Numbers become JSON fragments of their exact digits, string and number sets sorted lists; bytes stay bytes
+    (base64 again when written). The plain format never needs the Python values themselves.
+    """
+    if type(typed) is not dict or len(typed) != 1:
+        raise _MalformedError
+    raw = typed.get("S")
+    if raw is not None:
+        if type(raw) is not str:
+            raise _MalformedError
+        return raw
+    raw = typed.get("N")
+    if raw is not None:
+        return orjson.Fragment(str(_fast_number(raw)))
+    ((tag, raw),) = typed.items()
+    converter = _READY.get(tag) or _FAST.get(tag)
+    if converter is None:
+        raise _MalformedError
+    return converter(raw)
+
+
+def _ready_map(raw: Any) -> dict[str, Any]:
+    if type(raw) is not dict:
+        raise _MalformedError
+    return {key: _ready(value) for key, value in raw.items()}
+
+
+_READY: dict[str, Callable[[Any], Any]] = {
+    "M": _ready_map,
+    "L": lambda raw: [_ready(value) for value in _fast_list(raw)],
+    "SS": lambda raw: sorted({_fast_string(s) for s in _fast_list(raw)}),
+    "NS": lambda raw: [orjson.Fragment(str(n)) for n in sorted({_fast_number(n) for n in _fast_list(raw)})],
+}
 
 
 def _plain(typed: Any) -> PlainValue:
@@ -243,6 +342,55 @@ _FAST: dict[str, Callable[[Any], PlainValue]] = {
     "BS": lambda raw: frozenset(_fast_binary(b) for b in _fast_list(raw)),
     "L": lambda raw: [_plain(value) for value in _fast_list(raw)],
     "M": _fast_map,
+}
+
+
+def _same_typed(one: Any, other: Any) -> bool:
+    """Equal values, compared in DynamoDB JSON without decoding them: what values_differ says of the decoded ones."""
+    if type(one) is not dict or type(other) is not dict or len(one) != 1 or len(other) != 1:
+        raise _MalformedError
+    ((tag, mine),) = one.items()
+    theirs = other.get(tag, _ABSENT)
+    if theirs is _ABSENT:
+        return False  # another type
+    if tag in _ONE_SPELLING:
+        return bool(mine == theirs)
+    same = _SAME.get(tag)
+    if same is None:
+        raise _MalformedError
+    return same(mine, theirs)
+
+
+def _same_map(mine: Any, theirs: Any) -> bool:
+    if type(mine) is not dict or type(theirs) is not dict:
+        raise _MalformedError
+    return mine.keys() == theirs.keys() and all(_same_typed(mine[key], theirs[key]) for key in mine)
+
+
+def _same_list(mine: Any, theirs: Any) -> bool:
+    mine, theirs = _fast_list(mine), _fast_list(theirs)
+    return len(mine) == len(theirs) and all(_same_typed(a, b) for a, b in zip(mine, theirs, strict=True))
+
+
+def _same_by(decode: Callable[[Any], Any]) -> Callable[[Any, Any], bool]:
+    return lambda mine, theirs: bool(decode(mine) == decode(theirs))
+
+
+_ABSENT = object()
+# Strings and booleans have one spelling per value, so their JSON compares as they do: most changed attributes.
+_ONE_SPELLING = frozenset({"S", "BOOL"})
+# Numbers ("1.0" is "1"), bytes (padding) and sets (any order) are compared as values.
+_SAME: dict[str, Callable[[Any, Any], bool]] = {
+    "S": _same_by(_fast_string),
+    "BOOL": _same_by(_fast_bool),
+    "NULL": _same_by(_fast_null),
+    "N": _same_by(_fast_number),
+    "B": _same_by(_fast_binary),
+    "SS": _same_by(lambda raw: frozenset(_fast_string(s) for s in _fast_list(raw))),
+    "NS": _same_by(lambda raw: frozenset(_fast_number(n) for n in _fast_list(raw))),
+    "BS": _same_by(lambda raw: frozenset(_fast_binary(b) for b in _fast_list(raw))),
+    "L": _same_list,
+    "M": _same_map,
 }
 
 

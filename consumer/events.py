@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 # An unmarshalled DynamoDB value: S -> str, N -> Decimal (exact), B -> bytes, BOOL -> bool, NULL -> None,
 # SS/NS/BS -> frozenset, L -> list, M -> dict. Kept as Any: the recursion is not expressible without
@@ -29,9 +29,32 @@ class UserIdentity:
     type: str
 
 
+class Image(Protocol):
+    """One item image three ways: as the stream sent it (DynamoDB JSON), ready to be written as JSON (exact
+    numbers, sets as sorted lists) and as plain Python values.
+
+    The last two are made on first use, and a malformed value is found then (a DecodeError): most routes never
+    need them (the `lambda` format passes the record through as Lambda does), and decoding every attribute was
+    the largest cost of a record.
+    """
+
+    @property
+    def typed(self) -> Mapping[str, Any]: ...
+
+    @property
+    def json(self) -> Mapping[str, Any]: ...
+
+    @property
+    def values(self) -> Item: ...
+
+    def changed_from(self, other: Image) -> tuple[str, ...]:
+        """The names of the attributes whose value differs in `other` (absent on one side counts), sorted."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    """One item-level change, decoded with exact numbers and real bytes.
+    """One item-level change. Its images decode to exact numbers and real bytes (on first use).
 
     `record` keeps the stream record exactly as the adapter sent it (DynamoDB JSON), so the Lambda shape can be
     rebuilt without a lossy round trip.
@@ -44,11 +67,20 @@ class ChangeEvent:
     approximate_creation: datetime
     size_bytes: int
     keys: Item
-    new_image: Item | None
-    old_image: Item | None
+    new: Image | None
+    old: Image | None
     stream_view_type: str | None
     user_identity: UserIdentity | None
     record: Mapping[str, Any]
+    _changed: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def new_image(self) -> Item | None:
+        return None if self.new is None else self.new.values
+
+    @property
+    def old_image(self) -> Item | None:
+        return None if self.old is None else self.old.values
 
     @property
     def image(self) -> Item:
@@ -70,17 +102,19 @@ class ChangeEvent:
 
         Empty unless both images are present (a MODIFY with the NEW_AND_OLD_IMAGES view type).
         """
-        if self.old_image is None or self.new_image is None:
-            return ()
-        names = self.old_image.keys() | self.new_image.keys()
-        old, new = self.old_image, self.new_image
-        return tuple(sorted(n for n in names if _differs(old.get(n, _MISSING), new.get(n, _MISSING))))
+        if self._changed is None:
+            # Kept: a filter, the renderer and a log sink may each ask. (The dataclass is frozen, so this one
+            # lazily computed slot is set the way the dataclass itself sets fields.)
+            changed = () if self.old is None or self.new is None else self.new.changed_from(self.old)
+            object.__setattr__(self, "_changed", changed)
+        return self._changed  # type: ignore[return-value]
 
 
-_MISSING = object()
+# An attribute absent from an image (None is the NULL value).
+MISSING = object()
 
 
-def _differs(old: PlainValue, new: PlainValue) -> bool:
+def values_differ(old: PlainValue, new: PlainValue) -> bool:
     return not _same(old, new)
 
 

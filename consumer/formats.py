@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from consumer.decode import StreamContext, to_lambda_record
 from consumer.events import ChangeEvent
-from consumer.payloads import dumps, plain
+from consumer.payloads import dumps, plain, plain_json
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -55,7 +55,7 @@ def renderer(format_name: str, context: StreamContext, template: str | None = No
         case "lambda":
             return lambda event: dumps(to_lambda_record(event, context, private=False))
         case "plain":
-            return lambda event: dumps(plain(event))
+            return lambda event: dumps(plain_json(event))
         case "template":
             if template is None:
                 raise ValueError("the template format needs a template")

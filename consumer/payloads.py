@@ -34,6 +34,32 @@ def plain(event: ChangeEvent) -> dict[str, Any]:
     return payload
 
 
+def plain_json(event: ChangeEvent) -> dict[str, Any]:
+    """`plain`, built from the images' JSON-ready forms: the same JSON once written, without decoding a value."""
+    payload: dict[str, Any] = {
+        "eventID": event.event_id,
+        "eventName": event.event_name.value,
+        "table": event.table,
+        "keys": event.keys,
+        "new": None if event.new is None else event.new.json,
+        "old": None if event.old is None else event.old.json,
+        "changed": list(event.changed),
+        "sequenceNumber": event.sequence_number,
+        "approximateCreationDateTime": timestamp(event.approximate_creation),
+    }
+    if event.user_identity is not None:
+        payload["userIdentity"] = {
+            "principalId": event.user_identity.principal_id,
+            "type": event.user_identity.type,
+        }
+    return payload
+
+
+def timestamp(moment: datetime) -> str:
+    """ISO-8601 with milliseconds and Z, as every payload writes a time."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def item_key(keys: Mapping[str, Any]) -> str:
     """The canonical text of an item key: its JSON with the attributes sorted by name (same key, same text)."""
     return dumps(dict(sorted(keys.items())))
@@ -64,7 +90,7 @@ def _default(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return timestamp(value)
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gc
 import json
 import os
 import signal
@@ -51,6 +52,7 @@ RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
 STOP_FILE_ENV = "CONSUMER_STOP_FILE"
 EXIT_UNDELIVERED = 3
 EXIT_FAILED = 4
+GC_THRESHOLD_YOUNG = 10_000
 
 log = structlog.get_logger("consumer.processor")
 
@@ -323,6 +325,7 @@ def main() -> int:
         state=state,
         withhold_raw=bool(config.log_redact),
     )
+    _tune_garbage_collector()
     clean = False
     try:
         kcl.KCLProcess(processor, output_file=protocol_out).run()
@@ -334,6 +337,18 @@ def main() -> int:
         if state is not None:
             state.ended(clean=clean)
     return 0
+
+
+def _tune_garbage_collector() -> None:
+    """Collect cycles less often than CPython's default (every 700 allocations).
+
+    A batch of 1000 records is some 100,000 containers alive at once, none of them in a cycle, and the default
+    thresholds traversed them again and again: 35-40 % of the child's CPU while draining (measured with the
+    benchmarks' in-process driver). What was loaded at start (modules, configuration) is frozen out of the
+    collections altogether.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_YOUNG, 50, 100)
 
 
 def _take_stdout() -> TextIO:

@@ -59,7 +59,14 @@ class Router:
     def route(self, events: Sequence[ChangeEvent]) -> Routed:
         routed = Routed()
         for event in events:
-            matched = [route for route in self._routes if route.matches(event)]
+            try:
+                matched = [route for route in self._routes if route.matches(event)]
+            except Exception as error:  # noqa: BLE001 - a record the filters cannot read is its own failure
+                # A malformed image is found when a filter first reads it (images decode on first use). Which
+                # routes match cannot be known, so the record goes where failures go, whole, never dropped.
+                problem = PermanentDeliveryError(f"cannot filter: {type(error).__name__}: {error}")
+                routed.unrenderable.append(Failure(Message(event, "", "", JSON), problem))
+                continue
             if not matched:
                 routed.unmatched += 1
                 if self._unmatched is None:

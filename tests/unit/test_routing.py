@@ -318,3 +318,27 @@ def test_handler_past_its_timeout_is_a_failed_invocation(tmp_path: Path) -> None
     time.sleep(1.5)
     with pytest.raises(TransientDeliveryError, match="timed out"):  # a new run, which overruns again
         sink.send([message])
+
+
+def test_a_malformed_image_fails_only_the_routes_that_read_it() -> None:
+    broken = _event("MODIFY", "9", new={**MOUSE, "price": {"N": "cheap"}}, old=MOUSE)
+    routes = [
+        {"name": "l", "sinks": ["a"], "format": "lambda"},
+        {"name": "p", "sinks": ["b"], "format": "plain"},
+    ]
+    routed = _router(routes).route([broken, INSERT])
+    # The Lambda shape passes the image through untouched, as Lambda would.
+    assert json.loads(routed.by_sink["a"][0].body)["dynamodb"]["NewImage"]["price"] == {"N": "cheap"}
+    assert _sequences(routed.by_sink["b"]) == ["1"]
+    (failure,) = routed.unrenderable
+    assert failure.message.event is broken
+    assert "NewImage.price: not a number" in str(failure.error)
+
+
+def test_a_filter_that_cannot_read_a_record_fails_it_and_routes_the_rest() -> None:
+    broken = _event("MODIFY", "9", new={**MOUSE, "price": {"N": "cheap"}}, old=MOUSE)
+    routed = _router([{"name": "c", "sinks": ["a"], "filter": {"changed": ["price"]}}]).route([broken, PRICE_CHANGE])
+    assert _sequences(routed.by_sink["a"]) == ["2"]
+    (failure,) = routed.unrenderable
+    assert failure.message.event is broken
+    assert "cannot filter: DecodeError" in str(failure.error)
