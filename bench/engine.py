@@ -59,6 +59,10 @@ def local_env() -> dict[str, str]:
     return env
 
 
+# Keeps no message, like the Java reference processor, which only counts: the child's memory is its own.
+COUNTING_SINK = {"type": "memory", "name": "memory", "keep": 0}
+
+
 def service_config(
     application: str,
     table: str,
@@ -258,7 +262,7 @@ def drain_service(
     **options: Any,
 ) -> Drain:
     application = unique("bench-service")
-    config = service_config(application, table, endpoint, sinks=[{"type": "memory", "name": "memory"}], **options)
+    config = service_config(application, table, endpoint, sinks=[COUNTING_SINK], **options)
     base = stream_base(streams, stream_arn)
     drain = Drain("service", records)
     started = time.time()
@@ -278,7 +282,6 @@ def drain_service(
                 drain.notes.append(f"/metrics counted {received} records received, not {records}")
         except (OSError, RuntimeError) as error:
             drain.notes.append(f"/metrics not read: {error}")
-        drain.notes.append("memory sink: the child keeps every message, so its peak RSS grows with N")
         drain.exit_status = _stop(process)
     return drain
 
@@ -345,7 +348,7 @@ def drain_engine(
 ) -> Drain:
     """The bridge JVM started directly: the Java reference, or the service's child under a profiler."""
     application = unique(f"bench-{reader}")
-    config = service_config(application, table, endpoint, sinks=[{"type": "memory", "name": "memory"}], **options)
+    config = service_config(application, table, endpoint, sinks=[COUNTING_SINK], **options)
     command, env = render_engine(config, workdir, executable=executable, extra=extra)
     base = stream_base(streams, stream_arn)
     drain = Drain(reader, records)

@@ -6,12 +6,14 @@ arrived. Latency = arrival - write, per record, first arrival of each eventID.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,8 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     batches: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    arrivals: list[Arrival] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         lat = self.latencies_ms
@@ -117,6 +121,7 @@ class Phase:
             "cdf_ms": _cdf(lat),
             "cpu_seconds": {k: round(v, 3) for k, v in sorted(self.cpu_seconds.items())},
             "batches": self.batches,
+            "parts_ms": self.parts,
         }
 
 
@@ -153,6 +158,44 @@ def batches(arrivals: list[Arrival]) -> dict[str, float]:
     }
 
 
+def read_calls(path: Path | None) -> list[tuple[float, float]]:
+    """(started, ended) of every GetRecords the endpoint served, in order of start (bench.timed_moto's log)."""
+    if path is None or not path.exists():
+        return []
+    calls = []
+    for line in path.read_text(encoding="ascii").splitlines():
+        started, _, ended = line.partition(" ")
+        if ended:
+            calls.append((float(started), float(ended)))
+    return sorted(calls)
+
+
+def parts(arrivals: list[Arrival], calls: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Each record's latency in three parts, from the GetRecords that returned it.
+
+    That read is taken to be the first to start after the write and to end before the arrival (the write's own
+    request takes a few milliseconds, so a read starting during it may miss the record: the error is that small).
+    `wait`: write -> the read's start (the poll interval, and reads queued behind slow ones); `endpoint`: the
+    read itself (moto spends milliseconds of CPU per record; AWS tens of milliseconds per call); `service`: the
+    read's end -> arrival (the KCL, the multilang hop, the child, the sink), the part this service owns.
+    """
+    starts = [started for started, _ in calls]
+    split: dict[str, list[float]] = {"wait": [], "endpoint": [], "service": []}
+    for a in arrivals:
+        index = bisect.bisect_left(starts, a.written)
+        if index >= len(calls) or calls[index][1] > a.arrival:
+            continue  # no read both after the write and before the arrival: not attributable, never guessed
+        started, ended = calls[index]
+        split["wait"].append((started - a.written) * 1000)
+        split["endpoint"].append((ended - started) * 1000)
+        split["service"].append((a.arrival - ended) * 1000)
+    if not split["service"]:
+        return {}
+    out = {name: {f"p{q}": round(percentile(values, q), 1) for q in (50, 95, 99)} for name, values in split.items()}
+    out["attributed"] = {"records": len(split["service"]), "of": len(arrivals)}
+    return out
+
+
 def _cdf(values: list[float], points: int = 200) -> list[float]:
     """The latencies at `points` evenly spaced quantiles: enough for a plot, small enough for the JSON."""
     if not values:
@@ -161,34 +204,81 @@ def _cdf(values: list[float], points: int = 200) -> list[float]:
     return [round(ordered[min(len(ordered) - 1, int(i / points * len(ordered)))], 2) for i in range(points + 1)]
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One service configuration the latency phases run under."""
+
+    poll_interval_ms: int
+    parallelization_factor: int
+    rates: tuple[float, ...]
+
+
 def measure(
-    table: str,
+    new_table: Callable[[], str],
     endpoint: str,
     workdir: Path,
     *,
-    rates: list[float],
+    settings: list[Setting],
     seconds: float,
-    poll_interval_ms: int,
     watch: tuple[int, ...] = (),
+    get_records_log: Path | None = None,
+) -> dict[str, Any]:
+    runs = []
+    for number, setting in enumerate(settings):
+        runs.append(
+            _run(
+                new_table(),  # a table per run: a new application reads its stream from the start
+                endpoint,
+                workdir / f"run{number}",
+                setting,
+                seconds=seconds,
+                watch=watch,
+                get_records_log=get_records_log,
+            )
+        )
+    return {"runs": runs, "sink": "webhook (plain format) to a loopback HTTP receiver in its own process"}
+
+
+def _run(
+    table: str,
+    endpoint: str,
+    workdir: Path,
+    setting: Setting,
+    *,
+    seconds: float,
+    watch: tuple[int, ...],
+    get_records_log: Path | None,
 ) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     receiver = start_receiver(workdir)
     sink = {"type": "webhook", "name": "hook", "url": receiver.url, "timeout_seconds": 10}
-    config = service_config(unique("bench-latency"), table, endpoint, poll_interval_ms=poll_interval_ms, sinks=[sink])
-    config["delivery"] = {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.5}
+    config = service_config(
+        unique("bench-latency"), table, endpoint, poll_interval_ms=setting.poll_interval_ms, sinks=[sink]
+    )
+    config["delivery"] = {
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 0.5,
+        "parallelization_factor": setting.parallelization_factor,
+    }
     phases: list[Phase] = []
     try:
         with service(config, workdir / "service") as (process, _log):
             tree = Tree(process.pid, watch)
             _warm_up(endpoint, table, receiver, process)
-            for rate in rates:
-                phases.append(_phase(endpoint, table, receiver, tree, rate=rate, seconds=seconds, number=len(phases)))
+            for rate in setting.rates:
+                phase = _phase(
+                    endpoint, table, receiver, tree, rate=rate, seconds=seconds, prefix=f"{workdir.name}-{len(phases)}-"
+                )
+                phases.append(phase)
             rss = peaks(tree)
     finally:
         receiver.stop()
+    calls = read_calls(get_records_log)
+    for phase in phases:
+        phase.parts = parts(phase.arrivals, calls)
     return {
-        "poll_interval_ms": poll_interval_ms,
-        "sink": "webhook (plain format) to a loopback HTTP receiver in its own process",
+        "poll_interval_ms": setting.poll_interval_ms,
+        "parallelization_factor": setting.parallelization_factor,
         "phases": [p.as_dict() for p in phases],
         "peak_rss_mib": rss,
     }
@@ -217,9 +307,8 @@ def _warm_up(endpoint: str, table: str, receiver: Receiver, process: subprocess.
 
 
 def _phase(
-    endpoint: str, table: str, receiver: Receiver, tree: Tree, *, rate: float, seconds: float, number: int
+    endpoint: str, table: str, receiver: Receiver, tree: Tree, *, rate: float, seconds: float, prefix: str
 ) -> Phase:
-    prefix = f"rate{number}-"
     before = tree.sample(time.time())
     writer = write(endpoint, table, rate=rate, seconds=seconds, prefix=prefix)
     while writer.poll() is None:
@@ -249,4 +338,5 @@ def _phase(
         latencies_ms=[(a.arrival - a.written) * 1000 for a in mine],
         cpu_seconds=window(before, after),
         batches=batches(mine),
+        arrivals=mine,
     )

@@ -16,7 +16,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consumer.decode import STREAM_ARN_PATTERN
@@ -27,6 +26,7 @@ from consumer.formats import compile_template
 ENV_PREFIX = "CONSUMER_"
 ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
 MAX_RECORDS_LIMIT = 1000  # the Streams GetRecords limit, enforced again by the adapter
+DEFAULT_BATCH_SIZE = 100
 
 # KCL application names become DynamoDB table names (plus -CoordinatorState / -WorkerMetricStats suffixes).
 _NUMERIC_KCL_PROPERTY = re.compile(r"(Millis|Seconds|Attempts|Threads|Count|Capacity|Percentage|Frequency|Records)$")
@@ -52,6 +52,9 @@ class SourceConfig(_Frozen):
     endpoint_url: str | None = None
     starting_position: StartingPosition = StartingPosition.LATEST
     max_records: Annotated[int, Field(ge=1, le=MAX_RECORDS_LIMIT)] = 1000
+    # A read of up to max_records is decoded and delivered this many records at a time (Lambda's BatchSize, whose
+    # default for DynamoDB streams is 100): a handler sink's batches, and what a child holds decoded at once.
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = DEFAULT_BATCH_SIZE
     poll_interval_ms: Annotated[int, Field(ge=50, le=60_000)] = 1000
 
     @field_validator("stream_arn")
@@ -142,10 +145,11 @@ class FileSinkConfig(_SinkBase):
 
 
 class MemorySinkConfig(_SinkBase):
-    """Keeps messages in the process: for tests and dry runs."""
+    """Keeps messages in the process: for tests, dry runs and benchmarks."""
 
     type: Literal["memory"]
     name: str = "memory"
+    keep: Annotated[int, Field(ge=0)] | None = None  # the newest this many messages; unset: all
 
 
 class EnvRef(_Frozen):
@@ -442,6 +446,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([ConfigProblem("", f"cannot read {source}: {error.strerror or error}")], source) from error
+    # Imported here: the record-processor children read the resolved configuration as JSON, never YAML.
+    import yaml  # noqa: PLC0415
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -27,10 +27,11 @@ def free_port() -> int:
 class MotoServer:
     """A moto server subprocess on loopback. `stop()` only ever stops the process this object started."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None, module: str = "moto.server") -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
+        self._module = module  # any module taking moto.server's -H and -p (the benchmarks wrap it)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_seconds: float = 30.0) -> Self:
@@ -38,7 +39,7 @@ class MotoServer:
         output = log_file if log_file is not None else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, "-m", self._module, "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=output,
                 stderr=output,
                 stdin=subprocess.DEVNULL,

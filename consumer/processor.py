@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,7 +34,7 @@ from amazon_kclpy.v3 import processor as kcl_processor
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from consumer.checkpoint import Checkpointer, checkpoint, classify
-from consumer.config import Config
+from consumer.config import DEFAULT_BATCH_SIZE, Config
 from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
 from consumer.decode import StreamContext, decode_record
@@ -104,8 +105,10 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         metrics: ProcessorMetrics | None = None,
         state: ChildState | None = None,
         withhold_raw: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self._pipeline = pipeline
+        self._batch_size = batch_size
         self._context = context
         self._metrics = metrics or ProcessorMetrics(CollectorRegistry(), context.table)
         self._state = state
@@ -150,29 +153,35 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         self._metrics.batch_size.labels(table).observe(len(records))
         if self._state is not None:
             self._state.busy()
+        created: list[datetime] = []
         try:
-            events = self._decode(records)
-            # One update per event name and batch: each is a write to the multiprocess file.
-            for event_name, count in Counter(event.event_name.value for event in events).items():
-                self._metrics.records_received.labels(table, event_name).inc(count)
-            try:
-                self._pipeline.deliver(events)
-            except StopRequestedError:
-                # Left unsettled on purpose: the final checkpoint (shutdown_requested) stays before this batch.
-                self._stopping = True
-                log.warning("stopping during delivery; the batch will be read again after the restart")
-                return
-            except UndeliveredError as error:
-                log.error(
-                    "batch undelivered; exiting so the batch is read again from the last checkpoint",
-                    sink=error.sink,
-                    error=str(error.cause),
-                    error_type=type(error.cause).__name__,
-                    undelivered=list(error.sequence_numbers),
-                )
-                _exit(EXIT_UNDELIVERED)
+            # Slice by slice: a slice is decoded, routed and delivered to every sink before the next is decoded,
+            # so a child holds one slice of decoded records, not the whole read (memory), and a handler sink sees
+            # batches of at most `batch_size`, as under Lambda. The checkpoint still waits for the whole read.
+            for start in range(0, len(records), self._batch_size):
+                events = self._decode(records[start : start + self._batch_size])
+                # One update per event name and slice: each is a write to the multiprocess file.
+                for event_name, count in Counter(event.event_name.value for event in events).items():
+                    self._metrics.records_received.labels(table, event_name).inc(count)
+                try:
+                    self._pipeline.deliver(events)
+                except StopRequestedError:
+                    # Left unsettled on purpose: the final checkpoint (shutdown_requested) stays before this batch.
+                    self._stopping = True
+                    log.warning("stopping during delivery; the batch will be read again after the restart")
+                    return
+                except UndeliveredError as error:
+                    log.error(
+                        "batch undelivered; exiting so the batch is read again from the last checkpoint",
+                        sink=error.sink,
+                        error=str(error.cause),
+                        error_type=type(error.cause).__name__,
+                        undelivered=list(error.sequence_numbers),
+                    )
+                    _exit(EXIT_UNDELIVERED)
+                created += [event.approximate_creation for event in events]
             self._last_settled = last
-            self._metrics.settled([event.approximate_creation for event in events], now())
+            self._metrics.settled(created, now())
             self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), last)
         finally:
             if self._state is not None:
@@ -324,6 +333,7 @@ def main() -> int:
         metrics=metrics,
         state=state,
         withhold_raw=bool(config.log_redact),
+        batch_size=config.source.batch_size,
     )
     _tune_garbage_collector()
     clean = False

@@ -16,9 +16,15 @@ class MemorySink:
         del context
         self.name = config.name
         self.messages: list[Message] = []
+        self.received = 0
+        self._keep = config.keep
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
-        self.messages.extend(batch)
+        self.received += len(batch)
+        if self._keep is None:
+            self.messages.extend(batch)
+        elif self._keep:
+            self.messages = [*self.messages, *batch][-self._keep :]
         return ()
 
     def close(self) -> None:

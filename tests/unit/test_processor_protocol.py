@@ -81,7 +81,7 @@ def _checkpoint_reply(sequence: str | None, error: str | None = None) -> dict[st
     return {"action": "checkpoint", "sequenceNumber": sequence, "subSequenceNumber": None, "error": error}
 
 
-def _run(sink: Any, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+def _run(sink: Any, *messages: dict[str, Any], batch_size: int = 100) -> list[dict[str, Any]]:
     """Feed messages to kclpy's loop; return what the child wrote back."""
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     stdout = io.StringIO()
@@ -92,7 +92,7 @@ def _run(sink: Any, *messages: dict[str, Any]) -> list[dict[str, Any]]:
         retry=RetryPolicy(max_attempts=2, base_delay_seconds=0),
         sleep=lambda _: None,
     )
-    processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None)
+    processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None, batch_size=batch_size)
     try:
         kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=kclpy_errors).run()
     finally:
@@ -117,6 +117,43 @@ def test_batch_is_delivered_then_checkpointed_at_its_last_sequence_number() -> N
     assert [e.keys["productId"] for e in sink.events] == ["prod-1", "prod-2"]
     assert _actions(output) == ["status:initialize", "checkpoint", "status:processRecords"]
     assert output[1]["sequenceNumber"] == long_sequence
+
+
+def test_a_read_is_delivered_in_slices_of_batch_size_then_checkpointed_once() -> None:
+    class SliceRecorder(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.slices: list[list[str]] = []
+
+        def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
+            self.slices.append([m.event.sequence_number for m in batch])
+            return super().send(batch)
+
+    sink = SliceRecorder()
+    sequences = [str(100 + n) for n in range(5)]
+    output = _run(
+        sink,
+        INITIALIZE,
+        _process(*(_stream_record(sequence, f"prod-{sequence}") for sequence in sequences)),
+        _checkpoint_reply(sequences[-1]),
+        batch_size=2,
+    )
+    assert sink.slices == [sequences[0:2], sequences[2:4], sequences[4:]]
+    assert _actions(output) == ["status:initialize", "checkpoint", "status:processRecords"]
+    assert output[1]["sequenceNumber"] == sequences[-1]
+
+
+def test_an_undeliverable_slice_stops_the_child_before_any_checkpoint() -> None:
+    sink = RecordingSink(errors=[TransientDeliveryError("down")] * 2)
+    with pytest.raises(SystemExit) as stopped:
+        _run(
+            sink,
+            INITIALIZE,
+            _process(*(_stream_record(str(100 + n), f"prod-{n}") for n in range(4))),
+            batch_size=2,
+        )
+    assert stopped.value.code == EXIT_UNDELIVERED
+    assert sink.events == []
 
 
 def test_lease_lost_never_checkpoints_afterwards() -> None:

@@ -20,6 +20,7 @@ from consumer.formats import JSON
 from consumer.payloads import dumps, plain
 from consumer.router import Router
 from consumer.sinks import Failure, Message, build_sink, registered_types
+from consumer.sinks.memory import MemorySink
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
 
@@ -48,6 +49,15 @@ def test_builtin_sinks_are_registered_by_type() -> None:
     assert {"log", "file", "memory"} <= set(registered_types())
     sink = build_sink(MemorySinkConfig(type="memory"), CONTEXT)
     assert sink.send([_message("1")]) == ()
+
+
+def test_memory_sink_keeps_the_newest_messages_it_is_told_to_and_counts_all() -> None:
+    sink = build_sink(MemorySinkConfig(type="memory", keep=2), CONTEXT)
+    sink.send([_message("1"), _message("2")])
+    sink.send([_message("3")])
+    assert isinstance(sink, MemorySink)
+    assert [m.event.sequence_number for m in sink.messages] == ["2", "3"]
+    assert sink.received == 3
 
 
 def test_file_sink_appends_exact_plain_lines(tmp_path: Path) -> None:
