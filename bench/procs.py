@@ -34,6 +34,7 @@ ROLES = (
     ("StreamsBridge", "jvm"),
     ("bench.poller", "poller"),
     ("moto.server", "moto"),
+    ("bench.timed_moto", "moto"),
     (" run --config", "supervisor"),
 )
 
