@@ -70,7 +70,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         )
     stage = results.get("stages", {}).get("benchmarks", {})
     if "orjson_loads" in stage:
-        for name, label in (("stage_default_route", "no routes"), ("stage_filtered_route", "filtered route")):
+        for name, label in STAGE_LABELS:
             if name in stage:
                 ours, base = stage[name]["median_us"], stage["orjson_loads"]["median_us"]
                 ratio = ours / base
@@ -158,6 +158,13 @@ def plot_drain(results: dict[str, Any], path: Path) -> bool:
         axes.tick_params(axis="x", labelsize=8)
     figure.savefig(path, dpi=110)
     return True
+
+
+STAGE_LABELS = (
+    ("stage_default_route", "no routes: plain format"),
+    ("stage_filtered_route", "filtered route, plain format"),
+    ("stage_lambda_route", "lambda format"),
+)
 
 
 def _latency_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -404,7 +411,8 @@ def markdown(results: dict[str, Any], images: dict[str, str]) -> str:  # noqa: C
                 f"{_fmt(_ratio(b['median_us'], base), 1)} |"
             )
         add("")
-        for key, label in (("profile_default_route", "no routes"), ("profile_filtered_route", "filtered route")):
+        for name, label in STAGE_LABELS:
+            key = name.replace("stage_", "profile_")
             shares = stages.get(key) or {}
             if shares:
                 add(

@@ -124,12 +124,11 @@ def run_stages(plan: Plan) -> dict[str, Any]:
     }
     data = stages.adapter_record()
     iterations = 2000 if plan.smoke else 20_000
-    return {
-        "record_bytes": len(data),
-        "benchmarks": results,
-        "profile_default_route": stages.profile(stages.stage(stages.router(filtered=False)), data, iterations),
-        "profile_filtered_route": stages.profile(stages.stage(stages.router(filtered=True)), data, iterations),
+    profiles = {
+        f"profile_{kind}_route": stages.profile(stages.stage(stages.router(kind)), data, iterations)
+        for kind in stages.ROUTES
     }
+    return {"record_bytes": len(data), "benchmarks": results, **profiles}
 
 
 def moto_pid() -> tuple[int, ...]:

@@ -47,24 +47,30 @@ def adapter_record(size: int = 1024, seed: int = 3) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
-def router(filtered: bool) -> Router:
-    """No routes (every event to every sink, plain format: the default), or a route with a Lambda filter."""
-    routes: list[dict[str, Any]] = []
-    if filtered:
-        routes = [
-            {
-                "name": "changes",
-                "sinks": ["memory"],
-                "format": "plain",
-                "filter": {"patterns": [{"eventName": ["INSERT", "MODIFY"]}], "changed": ["price", "version"]},
-            }
-        ]
+ROUTES: dict[str, list[dict[str, Any]]] = {
+    # No routes: every event to every sink in the plain format (the default).
+    "default": [],
+    # A Lambda filter and a `changed` rule, plain format.
+    "filtered": [
+        {
+            "name": "changes",
+            "sinks": ["memory"],
+            "format": "plain",
+            "filter": {"patterns": [{"eventName": ["INSERT", "MODIFY"]}], "changed": ["price", "version"]},
+        }
+    ],
+    # The record as Lambda delivers it: the images pass through undecoded.
+    "lambda": [{"name": "as-lambda", "sinks": ["memory"], "format": "lambda"}],
+}
+
+
+def router(kind: str) -> Router:
     config = Config.model_validate(
         {
             "application_name": "bench",
             "source": {"stream_arn": CONTEXT.stream_arn, "region": CONTEXT.region},
             "sinks": [{"type": "memory", "name": "memory"}],
-            "routes": routes,
+            "routes": ROUTES[kind],
         }
     )
     return Router.from_config(config, CONTEXT)

@@ -28,8 +28,12 @@ def test_json_loads(benchmark: Any) -> None:
 
 
 def test_stage_default_route(benchmark: Any) -> None:
-    assert benchmark(stage(router(filtered=False)), DATA) > 0
+    assert benchmark(stage(router("default")), DATA) > 0
 
 
 def test_stage_filtered_route(benchmark: Any) -> None:
-    assert benchmark(stage(router(filtered=True)), DATA) > 0
+    assert benchmark(stage(router("filtered")), DATA) > 0
+
+
+def test_stage_lambda_route(benchmark: Any) -> None:
+    assert benchmark(stage(router("lambda")), DATA) > 0
