@@ -14,6 +14,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from bench import history
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMES = "\N{MULTIPLICATION SIGN}"
 NONE = "\N{EN DASH}"
@@ -455,6 +457,39 @@ def markdown(results: dict[str, Any], images: dict[str, str]) -> str:  # noqa: C
     return "\n".join(out)
 
 
+def run_to_run(lines: list[dict[str, Any]]) -> str:
+    """The headline figures of every full run so far, oldest first: how far one run's ratio can be trusted."""
+    if not lines:
+        return ""
+    kinds = sorted({kind for line in lines for kind in line.get("stage_ratio", {})})
+    out = [
+        "",
+        "## Run to run",
+        "",
+        (
+            "Every full `make bench` so far (`bench/results/history.json`), on this shared machine. The code "
+            "changed between most of them (the commit column); the spread between runs of the same code is the "
+            "noise to read a ratio against. Child RSS: the webhook sink in the latency runs."
+        ),
+        "",
+        "| started | commit | CPU ratio | service CPU s / 10k | reference CPU s / 10k | "
+        + " | ".join(f"stage {kind}" for kind in kinds)
+        + " | child peak RSS MiB |",
+        "|---|---|---|---|---|" + "---|" * len(kinds) + "---|",
+    ]
+    for line in lines:
+        cpu = line.get("cpu_per_10k") or {}
+        stage = line.get("stage_ratio") or {}
+        out.append(
+            f"| {line.get('started')} | {line.get('commit') or NONE} | {_fmt(line.get('cpu_ratio'))}{TIMES} | "
+            f"{_fmt(cpu.get('service_jvm_child'))} | {_fmt(cpu.get('java_reference'))} | "
+            + " | ".join(f"{_fmt(stage.get(kind), 1)}{TIMES}" if kind in stage else NONE for kind in kinds)
+            + f" | {_fmt(line.get('child_peak_rss_mib'), 0)} |"
+        )
+    out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -467,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         path = args.results / f"{name}.png"
         if plot(results, path):
             images[name] = Path(os.path.relpath(path.resolve(), base)).as_posix()
-    args.markdown.write_text(markdown(results, images), encoding="utf-8")
+    text = markdown(results, images) + run_to_run(history.load(args.results / "history.json"))
+    args.markdown.write_text(text, encoding="utf-8")
     sys.stdout.write(f"wrote {args.markdown}\n")
     return 0
 

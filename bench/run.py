@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import psutil
 
-from bench import engine, latency, profile, stages, timed_moto
+from bench import engine, history, latency, profile, stages, timed_moto
 from bench.workload import prefill
 from consumer.local import LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer, create_streamed_table
 from consumer.supervisor import DEFAULT_JARS_DIR
@@ -131,6 +131,19 @@ def run_stages(plan: Plan) -> dict[str, Any]:
     return {"record_bytes": len(data), "benchmarks": results, **profiles}
 
 
+def commit() -> str | None:
+    """The code measured: the commit, marked when files other than the results differ from it."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    head = subprocess.run([git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False)
+    if head.returncode:
+        return None
+    status = subprocess.run([git, "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT, check=False)
+    changed = [line for line in status.stdout.splitlines() if "bench/results/" not in line and "BENCHMARKS" not in line]
+    return head.stdout.strip() + ("+changes" if changed else "")
+
+
 def moto_pid() -> tuple[int, ...]:
     for child in psutil.Process().children():
         if "moto" in " ".join(child.cmdline()):  # moto.server, or bench.timed_moto around it
@@ -138,7 +151,7 @@ def moto_pid() -> tuple[int, ...]:
     return ()
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one step after the other, as the report reads
+def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 - one step after the other, as the report reads
     plan = parse(argv)
     plan.out.mkdir(parents=True, exist_ok=True)
     if plan.smoke:
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one ste
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "mode": "smoke" if plan.smoke else "full",
+        "commit": commit(),
         "machine": machine(),
         "settings": {
             "records": plan.records,
@@ -272,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one ste
             shutil.rmtree(workdir, ignore_errors=True)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     save()
+    if not plan.smoke and plan.parts == PARTS:
+        history.append(plan.out / "history.json", history.summarise(results))
     say(f"\nresults: {results_path}")
     return 0
 

@@ -164,10 +164,10 @@ def _image(dynamodb: Mapping[str, Any], name: str) -> LazyImage | None:
 class LazyImage:
     """consumer.events.Image over one image of a record: its forms are made on first use, then kept."""
 
-    __slots__ = ("_json", "_name", "_values", "typed")
+    __slots__ = ("_json", "_values", "name", "typed")
 
     def __init__(self, name: str, typed: Mapping[str, Any]) -> None:
-        self._name = name
+        self.name = name
         self.typed = typed
         self._json: Mapping[str, Any] | None = None
         self._values: Item | None = None
@@ -208,7 +208,7 @@ class LazyImage:
             except _MalformedError:
                 pass
             # Malformed on one side: decoding names it (DecodeError); if both decode after all, compare the values.
-            if values_differ(_value(new, f"{self._name}.{name}"), _value(old, f"{name} (other image)")):
+            if values_differ(_value(new, f"{self.name}.{name}"), _value(old, f"{other.name}.{name}")):
                 changed.append(name)
         changed.sort()
         return tuple(changed)
@@ -217,7 +217,7 @@ class LazyImage:
         # Again, the slow way, which names the path of the first bad value in its error. (What the fast decoders
         # refuse, this one refuses too; if it ever did not, the plain values are written through the encoder's
         # fallbacks, so no record is lost to a difference between them.)
-        return {attribute: _value(typed, f"{self._name}.{attribute}") for attribute, typed in self.typed.items()}
+        return {attribute: _value(typed, f"{self.name}.{attribute}") for attribute, typed in self.typed.items()}
 
 
 class _MalformedError(Exception):

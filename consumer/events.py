@@ -39,6 +39,11 @@ class Image(Protocol):
     """
 
     @property
+    def name(self) -> str:
+        """Where the image sits in the record (NewImage, OldImage, Keys): errors name values by this path."""
+        ...
+
+    @property
     def typed(self) -> Mapping[str, Any]: ...
 
     @property
@@ -102,12 +107,13 @@ class ChangeEvent:
 
         Empty unless both images are present (a MODIFY with the NEW_AND_OLD_IMAGES view type).
         """
-        if self._changed is None:
+        changed = self._changed
+        if changed is None:
             # Kept: a filter, the renderer and a log sink may each ask. (The dataclass is frozen, so this one
             # lazily computed slot is set the way the dataclass itself sets fields.)
             changed = () if self.old is None or self.new is None else self.new.changed_from(self.old)
             object.__setattr__(self, "_changed", changed)
-        return self._changed  # type: ignore[return-value]
+        return changed
 
 
 # An attribute absent from an image (None is the NULL value).
