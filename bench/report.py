@@ -59,7 +59,19 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     drains = _drains(results)
     service, reference = drains.get("service"), drains.get("java-reference")
-    if service and reference:
+    rounds = history.cpu_rounds(results)
+    if len(rounds) > 1:
+        ratio = history.mean_ratio(rounds)
+        each = ", ".join(f"{ours / theirs:.2f}{TIMES}" for ours, theirs in rounds)
+        rows.append(
+            (
+                f"CPU per record ≤ {CPU_RATIO_GOAL}{TIMES} the Java reference",
+                f"{_fmt(ratio)}{TIMES} (JVM + child, mean of {len(rounds)} rounds; per round {each})",
+                "alternating drains, same rendered properties",
+                None if ratio is None else ratio <= CPU_RATIO_GOAL,
+            )
+        )
+    elif service and reference:
         ratio = _ratio(own_cpu_per_10k(service, ("jvm", "child")), own_cpu_per_10k(reference))
         whole = _ratio(own_cpu_per_10k(service), own_cpu_per_10k(reference))
         rows.append(
@@ -481,13 +493,19 @@ def run_to_run(lines: list[dict[str, Any]]) -> str:
         cpu = line.get("cpu_per_10k") or {}
         stage = line.get("stage_ratio") or {}
         out.append(
-            f"| {line.get('started')} | {line.get('commit') or NONE} | {_fmt(line.get('cpu_ratio'))}{TIMES} | "
+            f"| {line.get('started')} | {line.get('commit') or NONE} | {_fmt(line.get('cpu_ratio'))}{TIMES}"
+            f"{_rounds(line)} | "
             f"{_fmt(cpu.get('service_jvm_child'))} | {_fmt(cpu.get('java_reference'))} | "
             + " | ".join(f"{_fmt(stage.get(kind), 1)}{TIMES}" if kind in stage else NONE for kind in kinds)
             + f" | {_fmt(line.get('child_peak_rss_mib'), 0)} |"
         )
     out.append("")
     return "\n".join(out)
+
+
+def _rounds(line: dict[str, Any]) -> str:
+    rounds = line.get("drain_rounds", 1)
+    return f" ({rounds} rounds)" if rounds > 1 else ""
 
 
 def main(argv: list[str] | None = None) -> int:
