@@ -335,7 +335,7 @@ def main() -> int:
         withhold_raw=bool(config.log_redact),
         batch_size=config.source.batch_size,
     )
-    _tune_garbage_collector()
+    tune_garbage_collector()
     clean = False
     try:
         kcl.KCLProcess(processor, output_file=protocol_out).run()
@@ -349,7 +349,7 @@ def main() -> int:
     return 0
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Collect cycles less often than CPython's default (every 700 allocations).
 
     A batch of 1000 records is some 100,000 containers alive at once, none of them in a cycle, and the default
