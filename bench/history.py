@@ -54,8 +54,8 @@ def cpu_rounds(results: dict[str, Any]) -> list[tuple[float, float]]:
     out = []
     for pair in pairs:
         service, reference = pair.get("service"), pair.get("java-reference")
-        ours = _cpu(service, OWN_ROLES) if service else None
-        theirs = _cpu(reference, ("jvm",)) if reference else None
+        ours = cpu_per_10k(service, OWN_ROLES) if service else None
+        theirs = cpu_per_10k(reference, ("jvm",)) if reference else None
         if ours and theirs:
             out.append((ours, theirs))
     return out
@@ -68,10 +68,11 @@ def mean_ratio(rounds: list[tuple[float, float]]) -> float | None:
     return round(sum(o for o, _ in rounds) / sum(t for _, t in rounds), 2)
 
 
-def _cpu(drain: dict[str, Any], roles: tuple[str, ...]) -> float | None:
+def cpu_per_10k(drain: dict[str, Any], roles: tuple[str, ...]) -> float | None:
+    """CPU seconds per 10,000 records of the given processes of a drain (None if none of them ran)."""
     by_role = drain.get("cpu_seconds_per_10k_by_role") or {}
     values = [value for role, value in by_role.items() if role in roles]
-    return round(sum(values), 3) if values else None
+    return sum(values) if values else None
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -45,9 +45,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def own_cpu_per_10k(drain: dict[str, Any], roles: tuple[str, ...] = OWN_ROLES) -> float | None:
-    by_role = drain.get("cpu_seconds_per_10k_by_role") or {}
-    values = [v for role, v in by_role.items() if role in roles]
-    return sum(values) if values else None
+    return history.cpu_per_10k(drain, roles)
 
 
 def _drains(results: dict[str, Any]) -> dict[str, dict[str, Any]]:

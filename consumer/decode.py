@@ -224,63 +224,6 @@ class _MalformedError(Exception):
     """Raised by the fast decoders, which do not track where they are: the caller decodes again for the path."""
 
 
-def _ready(typed: Any) -> Any:
-    """A DynamoDB-JSON value as orjson should write it in the plain format, checking it as _plain does.
-
-    Numbers become JSON fragments of their exact digits, string and number sets sorted lists; bytes stay bytes
-    (base64 again when written). The plain format never needs the Python values themselves.
-    """
-    if type(typed) is not dict or len(typed) != 1:
-        raise _MalformedError
-    raw = typed.get("S")
-    if raw is not None:
-        if type(raw) is not str:
-            raise _MalformedError
-        return raw
-    raw = typed.get("N")
-    if raw is not None:
-        return orjson.Fragment(str(_fast_number(raw)))
-    ((tag, raw),) = typed.items()
-    converter = _READY.get(tag) or _FAST.get(tag)
-    if converter is None:
-        raise _MalformedError
-    return converter(raw)
-
-
-def _ready_map(raw: Any) -> dict[str, Any]:
-    if type(raw) is not dict:
-        raise _MalformedError
-    return {key: _ready(value) for key, value in raw.items()}
-
-
-_READY: dict[str, Callable[[Any], Any]] = {
-    "M": _ready_map,
-    "L": lambda raw: [_ready(value) for value in _fast_list(raw)],
-    "SS": lambda raw: sorted({_fast_string(s) for s in _fast_list(raw)}),
-    "NS": lambda raw: [orjson.Fragment(str(n)) for n in sorted({_fast_number(n) for n in _fast_list(raw)})],
-}
-
-
-def _plain(typed: Any) -> PlainValue:
-    """_value without the bookkeeping of a path, for the common case of a valid image."""
-    if type(typed) is not dict or len(typed) != 1:
-        raise _MalformedError
-    # Strings and numbers are most attributes: tested first, without a call (this runs once per attribute).
-    raw = typed.get("S")
-    if raw is not None:
-        if type(raw) is not str:
-            raise _MalformedError
-        return raw
-    raw = typed.get("N")
-    if raw is not None:
-        return _fast_number(raw)
-    ((tag, raw),) = typed.items()
-    decoder = _FAST.get(tag)
-    if decoder is None:
-        raise _MalformedError
-    return decoder(raw)
-
-
 def _fast_string(raw: Any) -> str:
     if type(raw) is not str:
         raise _MalformedError
@@ -331,6 +274,30 @@ def _fast_map(raw: Any) -> dict[str, PlainValue]:
     return {key: _plain(value) for key, value in raw.items()}
 
 
+def _walker(number: Callable[[Any], Any], by_tag: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """A fast walk over one DynamoDB-JSON value: strings and numbers first, without a table lookup (this runs once
+    per attribute), every other type through `by_tag`. Raises _MalformedError; it tracks no path."""
+
+    def walk(typed: Any) -> Any:
+        if type(typed) is not dict or len(typed) != 1:
+            raise _MalformedError
+        raw = typed.get("S")
+        if raw is not None:
+            if type(raw) is not str:
+                raise _MalformedError
+            return raw
+        raw = typed.get("N")
+        if raw is not None:
+            return number(raw)
+        ((tag, raw),) = typed.items()
+        convert = by_tag.get(tag)
+        if convert is None:
+            raise _MalformedError
+        return convert(raw)
+
+    return walk
+
+
 _FAST: dict[str, Callable[[Any], PlainValue]] = {
     "S": _fast_string,
     "N": _fast_number,
@@ -343,6 +310,34 @@ _FAST: dict[str, Callable[[Any], PlainValue]] = {
     "L": lambda raw: [_plain(value) for value in _fast_list(raw)],
     "M": _fast_map,
 }
+# _value without the bookkeeping of a path, for the common case of a valid image.
+_plain: Callable[[Any], PlainValue] = _walker(_fast_number, _FAST)
+
+
+def _ready_number(raw: Any) -> orjson.Fragment:
+    return orjson.Fragment(str(_fast_number(raw)))
+
+
+def _ready_map(raw: Any) -> dict[str, Any]:
+    if type(raw) is not dict:
+        raise _MalformedError
+    return {key: _ready(value) for key, value in raw.items()}
+
+
+# A value as orjson should write it in the plain format, checked as _plain checks it: numbers as JSON fragments of
+# their exact digits, string and number sets as sorted lists, bytes left to the encoder (base64 again). The plain
+# format never needs the Python values themselves.
+_ready: Callable[[Any], Any] = _walker(
+    _ready_number,
+    {
+        **_FAST,
+        "N": _ready_number,
+        "M": _ready_map,
+        "L": lambda raw: [_ready(value) for value in _fast_list(raw)],
+        "SS": lambda raw: sorted({_fast_string(s) for s in _fast_list(raw)}),
+        "NS": lambda raw: [orjson.Fragment(str(n)) for n in sorted({_fast_number(n) for n in _fast_list(raw)})],
+    },
+)
 
 
 def _same_typed(one: Any, other: Any) -> bool:
@@ -381,14 +376,7 @@ _ABSENT = object()
 _ONE_SPELLING = frozenset({"S", "BOOL"})
 # Numbers ("1.0" is "1"), bytes (padding) and sets (any order) are compared as values.
 _SAME: dict[str, Callable[[Any, Any], bool]] = {
-    "S": _same_by(_fast_string),
-    "BOOL": _same_by(_fast_bool),
-    "NULL": _same_by(_fast_null),
-    "N": _same_by(_fast_number),
-    "B": _same_by(_fast_binary),
-    "SS": _same_by(lambda raw: frozenset(_fast_string(s) for s in _fast_list(raw))),
-    "NS": _same_by(lambda raw: frozenset(_fast_number(n) for n in _fast_list(raw))),
-    "BS": _same_by(lambda raw: frozenset(_fast_binary(b) for b in _fast_list(raw))),
+    **{tag: _same_by(decode) for tag, decode in _FAST.items()},
     "L": _same_list,
     "M": _same_map,
 }

@@ -15,37 +15,27 @@ from consumer.events import ChangeEvent
 
 def plain(event: ChangeEvent) -> dict[str, Any]:
     """Unmarshalled view of an event: what most notification consumers want."""
-    payload: dict[str, Any] = {
-        "eventID": event.event_id,
-        "eventName": event.event_name.value,
-        "table": event.table,
-        "keys": event.keys,
-        "new": event.new_image,
-        "old": event.old_image,
-        "changed": list(event.changed),
-        "sequenceNumber": event.sequence_number,
-        "approximateCreationDateTime": event.approximate_creation,
-    }
-    if event.user_identity is not None:
-        payload["userIdentity"] = {
-            "principalId": event.user_identity.principal_id,
-            "type": event.user_identity.type,
-        }
-    return payload
+    return _plain_view(event, event.new_image, event.old_image, event.approximate_creation)
 
 
 def plain_json(event: ChangeEvent) -> dict[str, Any]:
     """`plain`, built from the images' JSON-ready forms: the same JSON once written, without decoding a value."""
+    new = None if event.new is None else event.new.json
+    old = None if event.old is None else event.old.json
+    return _plain_view(event, new, old, timestamp(event.approximate_creation))
+
+
+def _plain_view(event: ChangeEvent, new: Any, old: Any, created: datetime | str) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "eventID": event.event_id,
         "eventName": event.event_name.value,
         "table": event.table,
         "keys": event.keys,
-        "new": None if event.new is None else event.new.json,
-        "old": None if event.old is None else event.old.json,
+        "new": new,
+        "old": old,
         "changed": list(event.changed),
         "sequenceNumber": event.sequence_number,
-        "approximateCreationDateTime": timestamp(event.approximate_creation),
+        "approximateCreationDateTime": created,
     }
     if event.user_identity is not None:
         payload["userIdentity"] = {
