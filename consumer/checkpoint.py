@@ -60,3 +60,13 @@ def checkpoint(
             sleep(delay)
         else:
             return
+
+
+def may_end_shard(*, given_up: bool, lease_lost: bool) -> bool:
+    """Whether a child may write SHARD_END when the KCL reports the end of its shard.
+
+    SHARD_END is the one checkpoint that moves past records the child never saw settled: it stands for every
+    record of the shard. So it is written only if every record handed to the child was settled, and never after
+    the lease was lost (the KCL would refuse it, and the new owner reads the shard from the last checkpoint).
+    """
+    return not given_up and not lease_lost

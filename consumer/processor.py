@@ -33,7 +33,7 @@ from amazon_kclpy.checkpoint_error import CheckpointError as KclCheckpointError
 from amazon_kclpy.v3 import processor as kcl_processor
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from consumer.checkpoint import Checkpointer, checkpoint, classify
+from consumer.checkpoint import Checkpointer, checkpoint, classify, may_end_shard
 from consumer.config import DEFAULT_BATCH_SIZE, Config
 from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
@@ -120,6 +120,9 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         self._last_checkpointed: str | None = None
         self._lease_lost = False
         self._stopping = False
+        # Records were handed to this child and not settled: nothing may be checkpointed past them, SHARD_END least
+        # of all.
+        self._given_up = False
 
     @_decided
     def initialize(self, initialize_input: Any) -> None:
@@ -143,9 +146,11 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         if isinstance(behind, int | float):
             self._metrics.behind_latest.labels(table).set(behind / 1000)
         if self._stopping:
+            self._given_up = True
             return  # not settled, never checkpointed: read again after the restart
         if self._lease_lost:
             # Another worker reads this shard from our last checkpoint; these records are its to deliver.
+            self._given_up = True
             log.info("records after lease loss left to the new owner", count=len(records))
             return
         first, last = records[0].sequence_number, records[-1].sequence_number
@@ -168,6 +173,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                 except StopRequestedError:
                     # Left unsettled on purpose: the final checkpoint (shutdown_requested) stays before this batch.
                     self._stopping = True
+                    self._given_up = True
                     log.warning("stopping during delivery; the batch will be read again after the restart")
                     return
                 except UndeliveredError as error:
@@ -198,11 +204,21 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
 
     @_decided
     def shard_ended(self, shard_ended_input: Any) -> None:
+        self._metrics.leases_held.labels(self._metrics.table).set(0)
+        if not may_end_shard(given_up=self._given_up, lease_lost=self._lease_lost):
+            # SHARD_END would hand the shard to its children and put the records given up behind the checkpoint
+            # for good. Without it the bridge gives the lease up, and the shard is read again from its last
+            # checkpoint (by this worker after a restart, or by another one).
+            log.warning(
+                "shard end not checkpointed: records of this shard were left unsettled",
+                last_settled=self._last_settled,
+                lease_lost=self._lease_lost,
+            )
+            return
         # The KCL starts the shard's children only after this checkpoint. If it cannot be written, exiting is the
         # only way out: the KCL would retry its shutdown task against a child that is already gone, and the
         # children would wait forever. After the restart the shard is read to its end again.
         self._counted_checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None)
-        self._metrics.leases_held.labels(self._metrics.table).set(0)
         log.info("shard ended", last_settled=self._last_settled)
 
     @_decided

@@ -25,7 +25,11 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -43,12 +47,15 @@ import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClientBuilder;
 import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
 import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClientBuilder;
 import software.amazon.kinesis.checkpoint.CheckpointConfig;
+import software.amazon.kinesis.checkpoint.ShardRecordProcessorCheckpointer;
 import software.amazon.kinesis.common.ConfigsBuilder;
 import software.amazon.kinesis.common.InitialPositionInStream;
 import software.amazon.kinesis.common.InitialPositionInStreamExtended;
 import software.amazon.kinesis.coordinator.CoordinatorConfig;
 import software.amazon.kinesis.coordinator.Scheduler;
 import software.amazon.kinesis.coordinator.WorkerStateChangeListener;
+import software.amazon.kinesis.leases.Lease;
+import software.amazon.kinesis.leases.LeaseCoordinator;
 import software.amazon.kinesis.leases.LeaseManagementConfig;
 import software.amazon.kinesis.lifecycle.LifecycleConfig;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
@@ -70,6 +77,7 @@ import software.amazon.kinesis.processor.ShardRecordProcessorFactory;
 import software.amazon.kinesis.processor.StreamTracker;
 import software.amazon.kinesis.retrieval.KinesisClientRecord;
 import software.amazon.kinesis.retrieval.RetrievalConfig;
+import software.amazon.kinesis.retrieval.kpl.ExtendedSequenceNumber;
 
 /**
  * Runs the KCL multilang protocol on a DynamoDB stream.
@@ -94,6 +102,14 @@ public final class StreamsBridge {
     private static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean(false);
     private static final AtomicBoolean SCHEDULER_FAILED = new AtomicBoolean(false);
     private static final AtomicBoolean SIGNALLED = new AtomicBoolean(false);
+    // Record processors whose child may still deliver or checkpoint: initialised, and not yet told to stop (shutdown
+    // requested), that the lease is lost, or that the shard ended. A graceful stop is complete once this is empty.
+    private static final Set<AdapterProcessor> LIVE = ConcurrentHashMap.newKeySet();
+    // Once every child is done, how long the rest of the KCL's shutdown (leader lock, worker metrics) may take
+    // before the JVM stops anyway: nothing a child settled depends on it, and the leases lapse for other workers.
+    private static final long SCHEDULER_WIND_DOWN_MILLIS = 2000;
+    private static final long SHUTDOWN_POLL_MILLIS = 100;
+    private static volatile LeaseCoordinator leaseCoordinator;
 
     private StreamsBridge() {}
 
@@ -156,24 +172,57 @@ public final class StreamsBridge {
             Runtime.getRuntime().halt(1);
         }
         log.info("shutdown requested; finishing in-flight batches (grace {} ms)", graceMillis);
-        int status;
-        try {
-            boolean done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
-            status = done ? 0 : 1;
-            log.info("graceful shutdown {}", done ? "complete" : "reported failure");
-        } catch (TimeoutException e) {
-            log.error("graceful shutdown did not finish within {} ms", graceMillis);
-            status = 1;
-        } catch (Exception e) {
-            log.error("graceful shutdown failed: {}", rootMessage(e));
-            status = 1;
-        }
+        long started = System.nanoTime();
+        int status = awaitGracefulShutdown(scheduler.startGracefulShutdown(), graceMillis, started);
+        log.info("graceful shutdown took {} ms of the {} ms grace", (System.nanoTime() - started) / 1_000_000,
+                graceMillis);
         if (SCHEDULER_FAILED.get()) {
             status = 1;
         }
         // halt, not exit: the JVM is already shutting down (exit would block), and a signal-triggered shutdown
         // otherwise ends with 128+signal even when every checkpoint was written.
         Runtime.getRuntime().halt(status);
+    }
+
+    /**
+     * 0 once every child has written its final checkpoint (or given its batch up) and the scheduler has wound down,
+     * or every child is done and the scheduler's own shutdown outlives {@link #SCHEDULER_WIND_DOWN_MILLIS}. The
+     * KCL's graceful shutdown waits for every shard consumer to be notified, which a consumer at the end of its
+     * shard never is, and then for its final shutdown loop: neither matters to what is checkpointed.
+     */
+    private static int awaitGracefulShutdown(Future<Boolean> shutdown, long graceMillis, long startedNanos) {
+        long deadline = startedNanos + TimeUnit.MILLISECONDS.toNanos(graceMillis);
+        long childrenDoneAt = 0;
+        while (true) {
+            try {
+                boolean done = shutdown.get(SHUTDOWN_POLL_MILLIS, TimeUnit.MILLISECONDS);
+                log.info("graceful shutdown {}", done ? "complete" : "reported failure");
+                return done || LIVE.isEmpty() ? 0 : 1;
+            } catch (TimeoutException e) {
+                long now = System.nanoTime();
+                if (LIVE.isEmpty()) {
+                    if (childrenDoneAt == 0) {
+                        childrenDoneAt = now;
+                        log.info("every record processor has stopped; waiting up to {} ms for the scheduler",
+                                SCHEDULER_WIND_DOWN_MILLIS);
+                    } else if (now - childrenDoneAt > TimeUnit.MILLISECONDS.toNanos(SCHEDULER_WIND_DOWN_MILLIS)) {
+                        log.info("every record processor has stopped; not waiting longer for the scheduler");
+                        return 0;
+                    }
+                }
+                if (now > deadline) {
+                    log.error("graceful shutdown did not finish within {} ms ({} record processors still running)",
+                            graceMillis, LIVE.size());
+                    return 1;
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return 1;
+            } catch (ExecutionException e) {
+                log.error("graceful shutdown failed: {}", rootMessage(e));
+                return LIVE.isEmpty() ? 0 : 1;
+            }
+        }
     }
 
     static Scheduler buildScheduler(Properties raw, MultiLangDaemonConfiguration cfg,
@@ -273,8 +322,10 @@ public final class StreamsBridge {
 
         log.info("reading {} as application {} (worker {}, initial position {})",
                 streamArn, cfg.getApplicationName(), cfg.getWorkerIdentifier(), position);
-        return StreamsSchedulerFactory.createScheduler(
+        Scheduler scheduler = StreamsSchedulerFactory.createScheduler(
                 checkpoint, coordinator, leaseManagement, lifecycle, metrics, processor, retrieval, adapterClient);
+        leaseCoordinator = scheduler.leaseCoordinator();
+        return scheduler;
     }
 
     /**
@@ -354,6 +405,7 @@ public final class StreamsBridge {
      */
     static final class AdapterProcessor implements DynamoDBStreamsShardRecordProcessor {
         private final ShardRecordProcessor delegate;
+        private volatile String shardId;
 
         AdapterProcessor(ShardRecordProcessor delegate) {
             this.delegate = delegate;
@@ -361,6 +413,12 @@ public final class StreamsBridge {
 
         @Override
         public void initialize(InitializationInput input) {
+            shardId = input.shardId();
+            // During a stop the scheduler may start a consumer again for a lease it still holds: such a child has
+            // checkpointed nothing the stop must wait for, and whatever it reads it may leave unsettled.
+            if (!SHUTTING_DOWN.get()) {
+                LIVE.add(this);
+            }
             delegate.initialize(input);
         }
 
@@ -385,17 +443,48 @@ public final class StreamsBridge {
 
         @Override
         public void leaseLost(LeaseLostInput input) {
-            delegate.leaseLost(input);
+            try {
+                delegate.leaseLost(input);
+            } finally {
+                LIVE.remove(this);
+            }
         }
 
         @Override
         public void shardEnded(ShardEndedInput input) {
-            delegate.shardEnded(input);
+            try {
+                delegate.shardEnded(input);
+                if (input.checkpointer() instanceof ShardRecordProcessorCheckpointer checkpointer
+                        && !ExtendedSequenceNumber.SHARD_END.equals(checkpointer.lastCheckpointValue())) {
+                    giveUpUnfinishedShard();
+                }
+            } finally {
+                LIVE.remove(this);
+            }
+        }
+
+        /**
+         * The child left records of this shard unsettled (a stop came while it retried them, or its lease was lost)
+         * and so did not write SHARD_END. The KCL would retry the shard's end against a child that is gone; giving
+         * the lease up ends that, and whoever takes the lease next reads the shard again from its last checkpoint.
+         */
+        private void giveUpUnfinishedShard() {
+            LeaseCoordinator coordinator = leaseCoordinator;
+            Lease held = coordinator == null || shardId == null ? null : coordinator.getCurrentlyHeldLease(shardId);
+            log.warn("shard {} ended with records unsettled: lease given up, the shard is read again from its last "
+                    + "checkpoint", shardId);
+            if (held != null) {
+                coordinator.dropLease(held);
+            }
         }
 
         @Override
         public void shutdownRequested(ShutdownRequestedInput input) {
-            delegate.shutdownRequested(input);
+            try {
+                delegate.shutdownRequested(input);
+            } finally {
+                LIVE.remove(this);
+            }
         }
     }
 

@@ -81,7 +81,7 @@ def _checkpoint_reply(sequence: str | None, error: str | None = None) -> dict[st
     return {"action": "checkpoint", "sequenceNumber": sequence, "subSequenceNumber": None, "error": error}
 
 
-def _run(sink: Any, *messages: dict[str, Any], batch_size: int = 100) -> list[dict[str, Any]]:
+def _run(sink: Any, *messages: dict[str, Any], batch_size: int = 100, stopping: bool = False) -> list[dict[str, Any]]:
     """Feed messages to kclpy's loop; return what the child wrote back."""
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     stdout = io.StringIO()
@@ -91,6 +91,7 @@ def _run(sink: Any, *messages: dict[str, Any], batch_size: int = 100) -> list[di
         [sink],
         retry=RetryPolicy(max_attempts=2, base_delay_seconds=0),
         sleep=lambda _: None,
+        stopping=lambda: stopping,
     )
     processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None, batch_size=batch_size)
     try:
@@ -183,6 +184,36 @@ def test_shard_ended_checkpoints_the_shard_end() -> None:
     output = _run(RecordingSink(), INITIALIZE, {"action": "shardEnded"}, _checkpoint_reply(None))
     assert _actions(output) == ["status:initialize", "checkpoint", "status:shardEnded"]
     assert output[1]["sequenceNumber"] is None
+
+
+def test_shard_end_after_a_batch_given_up_to_a_stop_writes_no_checkpoint() -> None:
+    # The closed shard's last batch is being retried when the stop comes: SHARD_END would skip it for good.
+    sink = RecordingSink([TransientDeliveryError("503")] * 5)
+    output = _run(
+        sink,
+        INITIALIZE,
+        _process(_stream_record("100", "prod-1")),
+        {"action": "shardEnded"},
+        stopping=True,
+    )
+    assert _actions(output) == ["status:initialize", "status:processRecords", "status:shardEnded"]
+    assert sink.events == []
+
+
+def test_shard_end_after_records_left_to_a_new_owner_writes_no_checkpoint() -> None:
+    output = _run(
+        RecordingSink(),
+        INITIALIZE,
+        {"action": "leaseLost"},
+        _process(_stream_record("101", "prod-2")),
+        {"action": "shardEnded"},
+    )
+    assert _actions(output) == [
+        "status:initialize",
+        "status:leaseLost",
+        "status:processRecords",
+        "status:shardEnded",
+    ]
 
 
 def test_shutdown_requested_checkpoints_the_last_settled_record() -> None:

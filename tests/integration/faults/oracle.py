@@ -2,6 +2,9 @@
 
 Nothing lost: every (key, version) written was delivered or dead-lettered. Per-key order: after dropping repeated
 eventIDs, each key's versions arrive in increasing order. Duplicates: repeated eventIDs, within a stated bound.
+Silent skips: records neither delivered nor dead-lettered that nevertheless lie behind their shard's checkpoint in
+the lease table (the stream is read back to find each record's shard and sequence number): a loss the service
+would never notice by itself, the worst kind.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+import boto3
 
 RESULTS: list[Outcome] = []
 
@@ -51,6 +56,7 @@ class Outcome:
     duplicated: int
     dead_lettered: int
     lost: int
+    silent_skips: int
     recovery_seconds: float | None
 
 
@@ -68,17 +74,63 @@ def delivered_pairs(events: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
     return pairs
 
 
+def stream_positions(writer: Writer) -> dict[tuple[str, int], tuple[str, str]]:
+    """(key, version) -> (shard id, sequence number), read back from the table's stream from TRIM_HORIZON."""
+    endpoint = writer.dynamodb.meta.endpoint_url
+    region = writer.dynamodb.meta.region_name
+    arn = writer.dynamodb.describe_table(TableName=writer.table)["Table"]["LatestStreamArn"]
+    streams: Any = boto3.client("dynamodbstreams", region_name=region, endpoint_url=endpoint)
+    positions: dict[tuple[str, int], tuple[str, str]] = {}
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        ).get("ShardIterator")
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            for record in page["Records"]:
+                image = record["dynamodb"].get("NewImage") or {}
+                if "version" in image:
+                    key = record["dynamodb"]["Keys"]["productId"]["S"]
+                    positions[(key, int(image["version"]["N"]))] = (
+                        shard["ShardId"],
+                        record["dynamodb"]["SequenceNumber"],
+                    )
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return positions
+
+
+def silent_skips(writer: Writer, application: str, missing: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The missing records that lie at or behind their shard's checkpoint: the service considers them done."""
+    if not missing:
+        return []
+    items = writer.dynamodb.scan(TableName=application, ConsistentRead=True)["Items"]
+    checkpoints = {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
+    positions = stream_positions(writer)
+    skipped = []
+    for pair in missing:
+        if pair not in positions:
+            continue
+        shard, sequence = positions[pair]
+        checkpoint = checkpoints.get(shard, "")
+        if checkpoint == "SHARD_END" or (checkpoint.isdigit() and int(checkpoint) >= int(sequence)):
+            skipped.append(pair)
+    return skipped
+
+
 def check(
     scenario: str,
     writer: Writer,
     delivered: list[dict[str, Any]],
     *,
+    application: str,
     dead_letters: list[dict[str, Any]] | None = None,
     max_duplicates: int = 0,
     recovery_seconds: float | None = None,
     streams: list[list[dict[str, Any]]] | None = None,
 ) -> Outcome:
-    """`streams`: with several workers, what each one delivered, in its own order (files of different workers
+    """`application`: whose lease table holds the checkpoints that must not pass a missing record.
+
+    `streams`: with several workers, what each one delivered, in its own order (files of different workers
     cannot be merged into one timeline); order is checked within each, loss and duplicates across all."""
     pairs = delivered_pairs(delivered)
     dead = delivered_pairs([letter["record"] for letter in dead_letters or []])
@@ -86,9 +138,13 @@ def check(
     duplicated = sum(n - 1 for n in counts.values())
     settled = {(key, version) for _, key, version in pairs + dead}
     lost = [pair for pair in writer.written if pair not in settled]
-    outcome = Outcome(scenario, len(writer.written), len(counts), duplicated, len(dead), len(lost), recovery_seconds)
+    skipped = silent_skips(writer, application, lost)
+    outcome = Outcome(
+        scenario, len(writer.written), len(counts), duplicated, len(dead), len(lost), len(skipped), recovery_seconds
+    )
     RESULTS.append(outcome)
 
+    assert not skipped, f"{scenario}: silently skipped (behind the checkpoint) {skipped[:10]}"
     assert not lost, f"{scenario}: lost {lost[:10]}"
     seen: set[str] = set()
     for stream in [delivered_pairs(s) for s in streams] if streams is not None else [pairs]:
@@ -104,7 +160,7 @@ def check(
 
 
 def table() -> str:
-    header = ("scenario", "written", "delivered", "duplicated", "dead-lettered", "lost", "recovery s")
+    header = ("scenario", "written", "delivered", "duplicated", "dead-lettered", "lost", "silent skips", "recovery s")
     rows = [
         (
             o.scenario,
@@ -113,6 +169,7 @@ def table() -> str:
             o.duplicated,
             o.dead_lettered,
             o.lost,
+            o.silent_skips,
             "-" if o.recovery_seconds is None else f"{o.recovery_seconds:.1f}",
         )
         for o in RESULTS

@@ -112,7 +112,7 @@ def test_clean_run_and_graceful_stop(dynamodb: Any, table: str, start_worker: St
     writer.write(60)
     _wait(_covers(writer, worker.events), 150, "all delivered", worker)
     assert worker.stop() == 0
-    check("clean run + graceful stop", writer, worker.events())
+    check("clean run + graceful stop", writer, worker.events(), application=worker.application)
 
 
 def test_sigterm_mid_batch(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
@@ -128,7 +128,7 @@ def test_sigterm_mid_batch(dynamodb: Any, table: str, start_worker: StartWorker)
     _wait(_covers(writer, second.events), 150, "all delivered", second)
     recovery = time.monotonic() - stopped
     assert second.stop() == 0
-    check("SIGTERM mid-batch", writer, second.events(), recovery_seconds=recovery)
+    check("SIGTERM mid-batch", writer, second.events(), application=application, recovery_seconds=recovery)
 
 
 def test_sigterm_while_the_sink_hangs(dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver) -> None:
@@ -150,6 +150,7 @@ def test_sigterm_while_the_sink_hangs(dynamodb: Any, table: str, start_worker: S
         "SIGTERM while the sink hangs",
         writer,
         receiver.accepted,
+        application=application,
         recovery_seconds=time.monotonic() - stopped,
         max_duplicates=len(writer.written),
     )
@@ -172,6 +173,7 @@ def test_kill_9_of_the_worker_mid_batch(dynamodb: Any, table: str, start_worker:
         "kill -9 worker mid-batch",
         writer,
         second.events(),
+        application=application,
         max_duplicates=BATCH,
         recovery_seconds=recovery,
     )
@@ -197,6 +199,7 @@ def test_kill_9_of_one_python_child(dynamodb: Any, table: str, start_worker: Sta
         "kill -9 of one Python child",
         writer,
         second.events(),
+        application=application,
         max_duplicates=BATCH,
         recovery_seconds=recovery,
     )
@@ -231,6 +234,7 @@ def test_two_workers_kill_9_of_the_lease_holder(dynamodb: Any, table: str, start
         f"two workers, kill -9 lease holder ({'also' if holder_led else 'not'} the leader)",
         writer,
         every(),
+        application=application,
         max_duplicates=BATCH,
         recovery_seconds=recovery,
         streams=[w.events() for w in workers.values()],
@@ -250,7 +254,7 @@ def test_sink_down_then_back(dynamodb: Any, table: str, start_worker: StartWorke
     _wait(_covers(writer, lambda: receiver.accepted), 120, "all delivered", worker)
     recovery = time.monotonic() - back
     assert worker.stop() == 0
-    check("sink down then back", writer, receiver.accepted, recovery_seconds=recovery)
+    check("sink down then back", writer, receiver.accepted, application=worker.application, recovery_seconds=recovery)
 
 
 def test_half_503_and_429_with_retry_after(
@@ -268,7 +272,7 @@ def test_half_503_and_429_with_retry_after(
     writer.write(30)
     _wait(_covers(writer, lambda: receiver.accepted), 180, "all delivered", worker)
     assert worker.stop() == 0
-    check("50 % 503 + 429 Retry-After", writer, receiver.accepted)
+    check("50 % 503 + 429 Retry-After", writer, receiver.accepted, application=worker.application)
 
 
 def test_permanent_400_goes_to_the_destination(
@@ -284,7 +288,13 @@ def test_permanent_400_goes_to_the_destination(
     _wait(lambda: len(receiver.accepted) == 20 and len(letters()) == 5, 150, "20 delivered, 5 dead-lettered", worker)
     assert worker.stop() == 0
     assert all(x["error"]["class"] == "PermanentDeliveryError" and "400" in x["error"]["message"] for x in letters())
-    check("permanent 400 -> destination", writer, receiver.accepted, dead_letters=letters())
+    check(
+        "permanent 400 -> destination",
+        writer,
+        receiver.accepted,
+        application=worker.application,
+        dead_letters=letters(),
+    )
 
 
 def test_poison_record_with_bisect(dynamodb: Any, table: str, start_worker: StartWorker, tmp_path: Path) -> None:
@@ -318,7 +328,7 @@ def test_poison_record_with_bisect(dynamodb: Any, table: str, start_worker: Star
     _wait(lambda: len(handled()) + len(letters()) >= 17, 150, "all settled", worker)
     assert worker.stop() == 0
     assert [x["record"]["dynamodb"]["NewImage"]["poison"] for x in letters()] == [{"S": "yes"}]
-    check("poison record + bisect", writer, handled(), dead_letters=letters())
+    check("poison record + bisect", writer, handled(), application=worker.application, dead_letters=letters())
 
 
 # Every even version fails the first time the handler sees it. Like a handler that must keep each item's order, it
@@ -367,7 +377,7 @@ def test_handler_batch_item_failures(dynamodb: Any, table: str, start_worker: St
     reported_ids = reported.read_text().split()
     assert len(reported_ids) == len(set(reported_ids)) == sum(1 for _, v in writer.written if v % 2 == 0)
     assert set(reported_ids) <= {r["eventID"] for r in records()}  # every reported record came back and was handled
-    check("handler batchItemFailures", writer, records(), dead_letters=[])
+    check("handler batchItemFailures", writer, records(), application=worker.application, dead_letters=[])
 
 
 def _as_plain(record: dict[str, Any]) -> dict[str, Any]:
@@ -448,7 +458,7 @@ def test_oversize_record(dynamodb: Any, table: str, start_worker: StartWorker, t
     assert [x["sink"] for x in letters] == [sink["name"]]
     assert "oversize" in letters[0]["error"]["message"]
     assert len(letters[0]["record"]["dynamodb"]["NewImage"]["blob"]["S"]) == 300_000  # the full record
-    check(f"oversize record -> {PATHS[kind]}", writer, received, dead_letters=letters)
+    check(f"oversize record -> {PATHS[kind]}", writer, received, application=worker.application, dead_letters=letters)
 
 
 def test_maximum_record_age_exceeded(
@@ -471,7 +481,13 @@ def test_maximum_record_age_exceeded(
     _wait(lambda: len(receiver.accepted) == 10, 150, "fresh records delivered", worker)
     assert worker.stop() == 0
     assert all(x["error"]["class"] == "RecordTooOldError" for x in letters())
-    check("maximum record age exceeded", writer, receiver.accepted, dead_letters=letters())
+    check(
+        "maximum record age exceeded",
+        writer,
+        receiver.accepted,
+        application=worker.application,
+        dead_letters=letters(),
+    )
 
 
 @pytest.fixture
@@ -502,7 +518,13 @@ def test_shard_end_parent_before_child(lineage_url: str, start_worker: StartWork
     leases = lease_items(dynamodb, application)
     assert leases[parent]["checkpoint"]["S"] == "SHARD_END"
     assert leases[child]["checkpoint"]["S"] == worker.events()[-1]["sequenceNumber"]
-    check("shard end, parent before child", writer, worker.events(), recovery_seconds=recovery)
+    check(
+        "shard end, parent before child",
+        writer,
+        worker.events(),
+        application=application,
+        recovery_seconds=recovery,
+    )
 
 
 def _child_of(worker: Worker) -> int:
@@ -515,3 +537,68 @@ def _child_of(worker: Worker) -> int:
         if children.stdout.split():
             return int(children.stdout.split()[0])
     pytest.fail(f"no child process found under worker {worker.worker_id}")
+
+
+def test_sigterm_at_shard_end_while_the_sink_is_down(
+    lineage_url: str, start_worker: StartWorker, receiver: Receiver
+) -> None:
+    """A closed shard's last batch is being retried when SIGTERM arrives: the child gives the batch up, and must
+    then not write SHARD_END (which would hand the shard to its children and skip the batch for good)."""
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    table = unique("lineage")
+    create_streamed_table(dynamodb, table)
+    writer = Writer(dynamodb, table)
+    writer.write(6)
+    parent, child = moto_lineage.split_shard(table)  # the parent is closed: its one read is at the shard's end
+    writer.write(4)
+    down = {"now": True}
+    receiver.answer = lambda n, body: (503, {}) if down["now"] else (200, {})
+    application, worker_id = unique("app"), unique("worker")
+    config = _webhook(receiver, max_retry_attempts=-1)
+    source = {"endpoint_url": lineage_url, **FAST_SMALL_BATCHES}
+    worker = start_worker(application, table, worker_id=worker_id, source=source, extra=config)
+    worker.wait_for_log('"event":"delivery retry"', timeout=150)
+    stopped = time.monotonic()
+    assert worker.stop(timeout=45) == 0
+    assert time.monotonic() - stopped < 20 + 5  # within the grace
+    assert lease_items(dynamodb, application)[parent]["checkpoint"]["S"] != "SHARD_END"
+    down["now"] = False
+    again = start_worker(application, table, worker_id=worker_id, source=source, extra=config)
+    _wait(_covers(writer, lambda: receiver.accepted), 150, "all delivered", again)
+    recovery = time.monotonic() - stopped
+    assert again.stop() == 0
+    assert lease_items(dynamodb, application)[parent]["checkpoint"]["S"] == "SHARD_END"
+    assert child in lease_items(dynamodb, application)
+    check(
+        "SIGTERM at shard end, sink down",
+        writer,
+        receiver.accepted,
+        application=application,
+        recovery_seconds=recovery,
+    )
+
+
+def test_idle_graceful_stop_with_a_short_grace(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    """An idle worker stops well within a 5 s grace, with exit status 0, and says how much of the grace it used."""
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    worker = start_worker(application, table, worker_id=worker_id, extra={"shutdown_grace_seconds": 5})
+    writer.write(10)
+    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    time.sleep(2)  # idle: nothing in flight
+    stopped = time.monotonic()
+    assert worker.stop(timeout=30) == 0, worker.tail()
+    took = time.monotonic() - stopped
+    assert took <= 5, f"an idle stop took {took:.1f} s"
+    assert "of the 5000 ms grace" in worker.log()
+    writer.write(5)
+    again = start_worker(application, table, worker_id=worker_id, extra={"shutdown_grace_seconds": 5})
+    _wait(_covers(writer, again.events), 150, "all delivered after the restart", again)
+    assert again.stop(timeout=30) == 0
+    check(
+        "idle stop, 5 s grace",
+        writer,
+        worker.events(),
+        application=application,
+        recovery_seconds=took,
+    )
