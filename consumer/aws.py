@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import structlog
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -16,6 +17,8 @@ from botocore.exceptions import (
 
 from consumer.config import SourceConfig
 from consumer.errors import StartupError
+
+log = structlog.get_logger("consumer.aws")
 
 # Start-up checks must fail within seconds, never hang on retries against an unreachable endpoint.
 _PREFLIGHT = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
@@ -68,3 +71,18 @@ def resolve_stream_arn(source: SourceConfig) -> str:
             "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
         )
     return str(arn)
+
+
+def delete_tables(source: SourceConfig, names: list[str]) -> None:
+    """Delete these tables if they exist; log (never raise) what could not be deleted."""
+    dynamodb = client("dynamodb", source, _PREFLIGHT)
+    for name in names:
+        try:
+            dynamodb.delete_table(TableName=name)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                log.warning("cannot delete a dry run's table; delete it by hand", table=name, error=str(error))
+        except BotoCoreError as error:
+            log.warning("cannot delete a dry run's table; delete it by hand", table=name, error=str(error))
+        else:
+            log.info("dry run's table deleted", table=name)

@@ -26,7 +26,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from consumer.aws import resolve_stream_arn
+from consumer.aws import delete_tables, resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
 from consumer.decode import table_of
 from consumer.errors import StartupError
@@ -181,6 +181,8 @@ def run(config: Config) -> int:
     _check_handlers(config)
     stream_arn = resolve_stream_arn(config.source)
     worker_id = config.engine.worker_id or default_worker_id()
+    if config.dry_run:
+        config = dry_run_configuration(config)
     resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})
     workdir = Path(tempfile.mkdtemp(prefix="consumer-"))
     try:
@@ -230,6 +232,33 @@ def run(config: Config) -> int:
         return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file, observer)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if config.dry_run:
+            _delete_kcl_tables(config)
+
+
+DRY_RUN_MARKER = "-dryrun-"
+KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
+
+
+def dry_run_configuration(config: Config) -> Config:
+    """The configuration a dry run really runs: its own throw-away KCL tables and no on-failure destination.
+
+    Under the real application name a dry run would move the production checkpoints past records it only logged
+    (and take leases from the running workers); so it keeps its positions in tables of its own, deleted when it
+    stops. It sends nothing anywhere, dead letters included: what would be dead-lettered is logged.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    application = f"{config.application_name[: 200 - len(DRY_RUN_MARKER) - len(suffix)]}{DRY_RUN_MARKER}{suffix}"
+    log.info(
+        "dry run: sinks and destinations receive nothing; positions are kept in throw-away tables, deleted at exit",
+        real_application=config.application_name,
+        dry_run_application=application,
+    )
+    return config.model_copy(update={"application_name": application, "on_failure": None})
+
+
+def _delete_kcl_tables(config: Config) -> None:
+    delete_tables(config.source, [config.application_name + suffix for suffix in KCL_TABLE_SUFFIXES])
 
 
 class Observer:

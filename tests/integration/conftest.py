@@ -60,6 +60,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
         extra: dict[str, Any] | None = None,
         source: dict[str, Any] | None = None,
         engine: dict[str, Any] | None = None,
+        args: tuple[str, ...] = (),
     ) -> Worker:
         worker_id = worker_id or unique("worker")
         directory = tmp_path / worker_id
@@ -93,7 +94,7 @@ def start_worker(moto: MotoServer, tmp_path: Path) -> Iterator[Callable[..., Wor
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         with (directory / "consumer.log").open("ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "consumer", "run", "--config", str(config_path)],
+                [sys.executable, "-m", "consumer", "run", "--config", str(config_path), *args],
                 stdout=log_file,
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,

@@ -602,3 +602,26 @@ def test_idle_graceful_stop_with_a_short_grace(dynamodb: Any, table: str, start_
         application=application,
         recovery_seconds=took,
     )
+
+
+def test_dry_run_leaves_the_real_positions_alone(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    """A dry run under the production application name must not move its checkpoints past what it only logged."""
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    first = start_worker(application, table, worker_id=worker_id)
+    writer.write(10)
+    _wait(_covers(writer, first.events), 150, "first records delivered", first)
+    assert first.stop() == 0
+    before = lease_items(dynamodb, application)
+    writer.write(10)
+    dry = start_worker(application, table, args=("--dry-run",))
+    _wait(lambda: dry.log().count('"event":"would send"') >= 2 * 20, 150, "the dry run read everything", dry)
+    assert dry.stop() == 0
+    assert not dry.events()  # the file sink received nothing
+    assert lease_items(dynamodb, application) == before
+    left = [name for name in dynamodb.list_tables()["TableNames"] if name.startswith(f"{application}-dryrun-")]
+    assert left == [], f"the dry run's tables were not deleted: {left}"
+    again = start_worker(application, table, worker_id=worker_id)
+    _wait(_covers(writer, again.events), 150, "all delivered by the real run", again)
+    assert again.stop() == 0
+    check("dry run, then the real run", writer, again.events(), application=application)
