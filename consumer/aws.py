@@ -86,3 +86,39 @@ def delete_tables(source: SourceConfig, names: list[str]) -> None:
             log.warning("cannot delete a dry run's table; delete it by hand", table=name, error=str(error))
         else:
             log.info("dry run's table deleted", table=name)
+
+
+def check_position_kept(source: SourceConfig, application: str) -> None:
+    """Refuse to start at a default position when this application's lease table is gone but it ran before.
+
+    The KCL starts every shard it has no lease for at the initial position (LATEST by default). If the lease table
+    was deleted (or lost with its account or region) while the KCL's two other tables remain, the application ran
+    before, and starting at LATEST would skip, without a word, whatever was written since its last checkpoint.
+    """
+    dynamodb = client("dynamodb", source, _PREFLIGHT)
+    if _table_exists(dynamodb, application):
+        return
+    witnesses = [
+        name
+        for name in (f"{application}-CoordinatorState", f"{application}-WorkerMetricStats")
+        if _table_exists(dynamodb, name)
+    ]
+    if witnesses:
+        raise StartupError(
+            f"the lease table {application!r} does not exist, but {witnesses[0]!r} shows that this application "
+            "ran before: its stream positions are lost. Choose where to start with "
+            "`consumer run --starting-position TRIM_HORIZON` (re-delivers what the stream still holds, up to 24 h) "
+            "or `--starting-position LATEST` (skips everything written until now)"
+        )
+
+
+def _table_exists(dynamodb: Any, name: str) -> bool:
+    try:
+        dynamodb.describe_table(TableName=name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise StartupError(f"cannot describe the table {name!r}: {error}") from None
+    except BotoCoreError as error:
+        raise StartupError(f"cannot describe the table {name!r}: {error}") from None
+    return True

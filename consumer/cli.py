@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from consumer import __version__
-from consumer.config import Config, load_config
+from consumer.config import Config, StartingPosition, load_config
 from consumer.errors import ConfigError, StartupError
 from consumer.logs import configure_logging
 
@@ -38,7 +38,17 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="consume the configured stream until stopped (SIGTERM/SIGINT)")
     run.add_argument("--config", required=True, type=Path, help="YAML configuration file")
-    run.add_argument("--dry-run", action="store_true", help="route and render every event and log it, but send nothing")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="route and render every event and log it, but send nothing and keep the real positions untouched",
+    )
+    run.add_argument(
+        "--starting-position",
+        choices=["TRIM_HORIZON", "LATEST"],
+        help="where shards without a checkpoint start (overrides source.starting_position); needed to start an "
+        "application whose lease table is gone",
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a configuration file and summarise it")
@@ -74,12 +84,15 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.dry_run:
         config = config.model_copy(update={"dry_run": True})
+    if args.starting_position:
+        source = config.source.model_copy(update={"starting_position": StartingPosition(args.starting_position)})
+        config = config.model_copy(update={"source": source})
     configure_logging(config.log_level, redact=config.log_redact)
     # The supervisor's own metrics live in memory; the directory is for its children, and it picks its own.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from consumer import supervisor  # noqa: PLC0415 - keeps check-config free of the engine's imports
 
-    return supervisor.run(config)
+    return supervisor.run(config, position_chosen=args.starting_position is not None)
 
 
 def _redrive(args: argparse.Namespace) -> int:

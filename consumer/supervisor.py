@@ -26,7 +26,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from consumer.aws import delete_tables, resolve_stream_arn
+from consumer.aws import check_position_kept, delete_tables, resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
 from consumer.decode import table_of
 from consumer.errors import StartupError
@@ -172,8 +172,12 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
-def run(config: Config) -> int:
-    """Start the engine and block until it exits; returns the JVM's exit status."""
+def run(config: Config, *, position_chosen: bool = False) -> int:
+    """Start the engine and block until it exits; returns the JVM's exit status.
+
+    `position_chosen`: the operator set the starting position on the command line, for an application whose
+    positions are lost (its lease table is gone); without it such a start is refused.
+    """
     engine = find_engine(config)
     python = sys.executable
     if " " in python:
@@ -183,6 +187,8 @@ def run(config: Config) -> int:
     worker_id = config.engine.worker_id or default_worker_id()
     if config.dry_run:
         config = dry_run_configuration(config)
+    elif not position_chosen:
+        check_position_kept(config.source, config.application_name)
     resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})
     workdir = Path(tempfile.mkdtemp(prefix="consumer-"))
     try:

@@ -625,3 +625,36 @@ def test_dry_run_leaves_the_real_positions_alone(dynamodb: Any, table: str, star
     _wait(_covers(writer, again.events), 150, "all delivered by the real run", again)
     assert again.stop() == 0
     check("dry run, then the real run", writer, again.events(), application=application)
+
+
+def test_lease_table_deleted_while_stopped(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
+    """With its lease table gone, an application that ran before must not start at a default position."""
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    first = start_worker(application, table, worker_id=worker_id, starting_position="LATEST")
+    first.wait_for_log('"event":"shard started"', timeout=150)
+    writer.write(10)
+    _wait(_covers(writer, first.events), 150, "first records delivered", first)
+    assert first.stop() == 0
+    writer.write(10)  # written while the service is down
+    dynamodb.delete_table(TableName=application)
+    refused = start_worker(application, table, worker_id=worker_id, starting_position="LATEST")
+    assert refused.process.wait(timeout=60) == 3
+    assert "positions are lost" in refused.log()
+    assert "--starting-position" in refused.log()
+    chosen = start_worker(
+        application,
+        table,
+        worker_id=worker_id,
+        starting_position="LATEST",
+        args=("--starting-position", "TRIM_HORIZON"),
+    )
+    _wait(_covers(writer, chosen.events), 150, "all delivered from TRIM_HORIZON", chosen)
+    assert chosen.stop() == 0
+    check(
+        "lease table deleted while stopped",
+        writer,
+        chosen.events(),
+        application=application,
+        max_duplicates=10,  # the first ten again: TRIM_HORIZON is the operator's choice
+    )
