@@ -307,7 +307,7 @@ class Observer:
             log.error("record-processor child ended abnormally", pids=list(survey.crashed))
         for pid in survey.gone:
             mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
-        scheduler, reported = _engine_state(self._engine_state)
+        scheduler, reported, positioned = _engine_state(self._engine_state)
         now = time.time()
         unresponsive = self._config.http.engine_unresponsive_seconds
         if not engine_running:
@@ -319,7 +319,8 @@ class Observer:
         stuck = [{"pid": pid, "busy_seconds": round(seconds, 1)} for pid, seconds in survey.stuck]
         if stuck and not self.state.stuck:
             log.error("a record-processor child is stuck on one batch", children=stuck)
-        ready = engine == "running" and scheduler == "STARTED" and not self.stopping
+        # Ready means a write made now will be delivered: every shard's position is fixed (see the bridge).
+        ready = engine == "running" and scheduler == "STARTED" and positioned and not self.stopping
         self.state.engine, self.state.scheduler, self.state.stuck, self.state.ready = engine, scheduler, stuck, ready
         self.metrics.engine_up.set(1 if engine_running else 0)
         self.metrics.ready.set(1 if ready else 0)
@@ -338,13 +339,16 @@ def _start_observer(observer: Observer, jvm: subprocess.Popen[bytes]) -> None:
         raise
 
 
-def _engine_state(path: Path) -> tuple[str, float | None]:
-    """The KCL worker state the bridge last wrote, and when (epoch seconds); ("CREATED", None) before any."""
+def _engine_state(path: Path) -> tuple[str, float | None, bool]:
+    """The KCL worker state the bridge last wrote, when (epoch seconds), and whether every position is fixed.
+
+    ("CREATED", None, False) before the first report.
+    """
     try:
-        state, millis = path.read_text(encoding="ascii").split()
-        return state, int(millis) / 1000
+        state, millis, *flags = path.read_text(encoding="ascii").split()
+        return state, int(millis) / 1000, "positioned" in flags
     except (OSError, ValueError):
-        return "CREATED", None
+        return "CREATED", None, False
 
 
 def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop_file: Path, observer: Observer) -> int:

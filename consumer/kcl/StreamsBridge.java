@@ -110,6 +110,9 @@ public final class StreamsBridge {
     private static final long SCHEDULER_WIND_DOWN_MILLIS = 2000;
     private static final long SHUTDOWN_POLL_MILLIS = 100;
     private static volatile LeaseCoordinator leaseCoordinator;
+    // Shards whose child has been initialised, which the KCL does only after it got the shard's iterator: from
+    // then on the shard's position is fixed, and what is written to it will be read.
+    private static final Set<String> POSITIONED = ConcurrentHashMap.newKeySet();
 
     private StreamsBridge() {}
 
@@ -301,7 +304,8 @@ public final class StreamsBridge {
 
         String stateFile = raw.getProperty("engineStateFile");
         if (stateFile != null && !stateFile.isBlank()) {
-            coordinator.workerStateChangeListener(new EngineStateFile(Paths.get(stateFile.trim())));
+            coordinator.workerStateChangeListener(
+                    new EngineStateFile(Paths.get(stateFile.trim()), cfg.getWorkerIdentifier()));
         }
 
         // The adapter zeroes this inside createScheduler, but 2.0.1 reads it into its lease-management factory
@@ -420,6 +424,7 @@ public final class StreamsBridge {
                 LIVE.add(this);
             }
             delegate.initialize(input);
+            POSITIONED.add(shardId);
         }
 
         @Override
@@ -447,6 +452,7 @@ public final class StreamsBridge {
                 delegate.leaseLost(input);
             } finally {
                 LIVE.remove(this);
+                POSITIONED.remove(shardId);
             }
         }
 
@@ -460,6 +466,7 @@ public final class StreamsBridge {
                 }
             } finally {
                 LIVE.remove(this);
+                POSITIONED.remove(shardId);
             }
         }
 
@@ -548,24 +555,32 @@ public final class StreamsBridge {
     }
 
     /**
-     * Tells the supervisor, through a small file rewritten every second, the scheduler's state and that the JVM
-     * still answers: "STARTED 1732870000123". The supervisor's /readyz waits for STARTED (after the lease table
-     * exists and the first shard sync); its /healthz fails when the time stops moving (a hung JVM).
+     * Tells the supervisor, through a small file rewritten every second, the scheduler's state, that the JVM still
+     * answers, and whether every position is fixed: "STARTED 1732870000123 positioned". The supervisor's /readyz
+     * waits for STARTED and positioned; its /healthz fails when the time stops moving (a hung JVM).
+     *
+     * <p>Positioned means that the lease table lists the stream's shards, that every shard not yet ended has an
+     * owner, and that every shard this worker owns has its iterator. Before that, a shard starting at LATEST would
+     * skip what is written now: a deploy that waits for readiness and then writes must see its writes delivered.
+     * Once positioned, the worker stays so (the lease table is not scanned again).
      */
     static final class EngineStateFile implements WorkerStateChangeListener {
         private final Path path;
         private final Path temporary;
+        private final String workerId;
         private volatile WorkerState state = WorkerState.CREATED;
+        private volatile boolean positioned;
 
-        EngineStateFile(Path path) {
+        EngineStateFile(Path path, String workerId) {
             this.path = path;
             this.temporary = path.resolveSibling(path.getFileName() + ".tmp");
+            this.workerId = workerId;
             ScheduledExecutorService beat = Executors.newSingleThreadScheduledExecutor(runnable -> {
                 Thread thread = new Thread(runnable, "engine-state");
                 thread.setDaemon(true);
                 return thread;
             });
-            beat.scheduleWithFixedDelay(this::write, 0, 1, TimeUnit.SECONDS);
+            beat.scheduleWithFixedDelay(this::beat, 0, 1, TimeUnit.SECONDS);
         }
 
         @Override
@@ -579,10 +594,50 @@ public final class StreamsBridge {
             log.error("KCL scheduler initialisation failed for good: {}", rootMessage(e));
         }
 
+        private void beat() {
+            if (!positioned && state == WorkerState.STARTED) {
+                positioned = everyPositionFixed();
+                if (positioned) {
+                    log.info("every shard has an owner and this worker's shards have their iterators: ready");
+                }
+            }
+            write();
+        }
+
+        private boolean everyPositionFixed() {
+            LeaseCoordinator coordinator = leaseCoordinator;
+            if (coordinator == null) {
+                return false;
+            }
+            List<Lease> leases;
+            try {
+                leases = coordinator.leaseRefresher().listLeases();
+            } catch (Exception e) {
+                log.debug("lease table not readable yet: {}", rootMessage(e));
+                return false;
+            }
+            if (leases.isEmpty()) {
+                return false; // the first shard sync has not created the leases yet
+            }
+            for (Lease lease : leases) {
+                if (ExtendedSequenceNumber.SHARD_END.equals(lease.checkpoint())) {
+                    continue;
+                }
+                String owner = lease.leaseOwner();
+                if (owner == null || owner.isEmpty()) {
+                    return false;
+                }
+                if (owner.equals(workerId) && !POSITIONED.contains(lease.leaseKey())) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
         private synchronized void write() {
             try {
                 // Renamed into place: the supervisor never reads half a line.
-                String line = state + " " + System.currentTimeMillis() + "\n";
+                String line = state + " " + System.currentTimeMillis() + (positioned ? " positioned" : "") + "\n";
                 Files.write(temporary, line.getBytes(StandardCharsets.US_ASCII));
                 Files.move(temporary, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
             } catch (IOException e) {

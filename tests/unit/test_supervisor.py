@@ -6,7 +6,7 @@ import pytest
 
 from consumer.config import config_from_mapping
 from consumer.errors import StartupError
-from consumer.supervisor import find_engine, render_properties
+from consumer.supervisor import _engine_state, find_engine, render_properties
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"
 
@@ -75,3 +75,12 @@ def test_missing_jars_are_named(tmp_path: Path) -> None:
     assert "dynamodb-streams-kinesis-adapter" in message
     assert "streams-bridge.jar" in message
     assert "make jars" in message
+
+
+def test_engine_state_reports_whether_every_position_is_fixed(tmp_path: Path) -> None:
+    state_file = tmp_path / "engine-state"
+    assert _engine_state(state_file) == ("CREATED", None, False)
+    state_file.write_text("STARTED 1732870000123\n", encoding="ascii")
+    assert _engine_state(state_file) == ("STARTED", 1732870000.123, False)
+    state_file.write_text("STARTED 1732870000123 positioned\n", encoding="ascii")
+    assert _engine_state(state_file) == ("STARTED", 1732870000.123, True)

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -657,4 +659,33 @@ def test_lease_table_deleted_while_stopped(dynamodb: Any, table: str, start_work
         chosen.events(),
         application=application,
         max_duplicates=10,  # the first ten again: TRIM_HORIZON is the operator's choice
+    )
+
+
+def _ready(worker: Worker) -> bool:
+    try:
+        with urllib.request.urlopen(worker.http_url() + "/readyz", timeout=2) as response:  # noqa: S310 - http://127.0.0.1
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_latest_writes_right_after_readiness_are_delivered(
+    dynamodb: Any, table: str, start_worker: StartWorker
+) -> None:
+    """A new application at LATEST: /readyz answers 200 only once every shard's position is fixed, so a write
+    made right after readiness is delivered (a deploy that waits for readiness and then writes expects that)."""
+    writer = Writer(dynamodb, table)
+    application = unique("app")
+    worker = start_worker(application, table, starting_position="LATEST")
+    ready_after = _wait(lambda: _ready(worker), 150, "/readyz 200", worker)
+    writer.write(10)
+    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    assert worker.stop() == 0
+    check(
+        "LATEST: writes right after readiness",
+        writer,
+        worker.events(),
+        application=application,
+        recovery_seconds=ready_after,
     )
