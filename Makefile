@@ -39,7 +39,13 @@ $(BRIDGE_JAR): consumer/kcl/StreamsBridge.java $(JARS_STAMP)
 demo: install jars ## Run the products example on a local moto endpoint (add ARGS=--keep-running to stay up)
 	$(BIN)/consumer demo $(ARGS)
 
-test: install jars ## Run the whole test suite (unit + the real engine against moto)
+# The alert-rule tests run promtool; tests/install-promtool.sh links one on PATH or installs a pinned one.
+PROMTOOL := $(BIN)/promtool
+
+$(PROMTOOL): tests/install-promtool.sh | $(VENV)/.installed
+	bash tests/install-promtool.sh $@
+
+test: install jars $(PROMTOOL) ## Run the whole test suite (unit + the real engine against moto)
 	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the test tree is broken" >&2; exit 1; fi; \
 	exit $$status
@@ -55,8 +61,8 @@ image-test: install ## Build the container image with podman and run it against 
 	if [ $$status -eq 5 ]; then echo "pytest collected no image test: the suite is broken" >&2; exit 1; fi; \
 	exit $$status
 
-test-unit: install ## Only the fast tests (no JVM)
-	$(BIN)/pytest -m "not engine" $(PYTEST_ARGS)
+test-unit: install $(PROMTOOL) ## Only the fast tests (no JVM)
+	$(BIN)/pytest -m "not engine and not faults and not image and not bench" $(PYTEST_ARGS)
 
 test-engine: install jars ## Only the tests that run the real engine
 	$(BIN)/pytest -m engine $(PYTEST_ARGS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from consumer import __version__
 from consumer.config import Config, StartingPosition, load_config
-from consumer.errors import ConfigError, StartupError
+from consumer.errors import ConfigError, ConfigProblem, StartupError
 from consumer.logs import configure_logging
 
 EXIT_CONFIG = 2
@@ -117,6 +117,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    from consumer.preflight import build_sinks_once  # noqa: PLC0415 - loads the configured sinks' modules
+
+    try:
+        # Without the handlers: importing one runs its module's code, which may need the network or credentials.
+        build_sinks_once(config, config.source.stream_arn, handlers=False)
+    except StartupError as error:
+        raise ConfigError([ConfigProblem("", str(error))], str(args.config)) from error
     sys.stdout.write(summary(config) + "\n")
     return 0
 

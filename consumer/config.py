@@ -14,10 +14,11 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from consumer.addresses import forbidden, literal_address
 from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ConfigError, ConfigProblem
 from consumer.filters import compile_patterns, parse_filter_criteria
@@ -27,11 +28,16 @@ ENV_PREFIX = "CONSUMER_"
 ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
 MAX_RECORDS_LIMIT = 1000  # the Streams GetRecords limit, enforced again by the adapter
 DEFAULT_BATCH_SIZE = 100
+# Nodes that aliases may add to a configuration file once expanded: far more than a shared delivery block or
+# header set reused by every sink needs, far less than an alias bomb.
+MAX_ALIAS_EXPANSION = 10_000
 
 # KCL application names become DynamoDB table names (plus -CoordinatorState / -WorkerMetricStats suffixes).
 _NUMERIC_KCL_PROPERTY = re.compile(r"(Millis|Seconds|Attempts|Threads|Count|Capacity|Percentage|Frequency|Records)$")
 _KCL_PROPERTY_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9.]*$")
 _APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
+# A DNS name as the HTTP client sends it (IDNA-encoded); anything else would only ever fail to resolve.
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")
 
 
 class _Frozen(BaseModel):
@@ -158,9 +164,28 @@ class EnvRef(_Frozen):
     env: str
 
 
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
+def _webhook_url(value: str, allow_link_local: bool) -> str:
+    """Refuse here what would otherwise fail in every child: a URL the HTTP client cannot send to, or one that
+    names a link-local or metadata address outright."""
+    import httpx  # noqa: PLC0415 - only configurations with a webhook pay for it
+
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"not a URL the HTTP client can use: {error}") from None
+    if url.scheme not in ("http", "https"):
         raise ValueError("must be an http:// or https:// URL")
+    if not url.host:
+        raise ValueError("has no host")
+    if url.port is not None and not 0 < url.port < 65536:  # noqa: PLR2004
+        raise ValueError(f"port {url.port} is out of range")
+    address = literal_address(url.host)
+    if address is None and not _HOST_NAME.match(url.raw_host.decode("ascii", errors="replace")):
+        raise ValueError(f"{url.host!r} is not a host name")
+    why = None if address is None or allow_link_local else forbidden(address)
+    if why is not None:
+        spelled = url.host if url.host == str(address) else f"{url.host} ({address})"
+        raise ValueError(f"{spelled} is {why}; set allow_link_local: true if this destination is intended")
     return value
 
 
@@ -169,6 +194,10 @@ class WebhookSinkConfig(_SinkBase):
 
     type: Literal["webhook"]
     name: str = "webhook"
+    # Link-local and instance-metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254) are refused unless
+    # set: a webhook URL from config must not become a way to read the task's credentials. Declared before `url`,
+    # whose check reads it (pydantic validates fields in this order).
+    allow_link_local: bool = False
     url: str
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     headers: Mapping[str, str | EnvRef] = Field(default_factory=dict)
@@ -177,14 +206,11 @@ class WebhookSinkConfig(_SinkBase):
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     verify_tls: bool = True
     ca_bundle: Path | None = None
-    # Link-local and instance-metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254) are refused unless
-    # set: a webhook URL from config must not become a way to read the task's credentials.
-    allow_link_local: bool = False
 
     @field_validator("url")
     @classmethod
-    def _url_shape(cls, value: str) -> str:
-        return _http_url(value)
+    def _url_usable(cls, value: str, info: ValidationInfo) -> str:
+        return _webhook_url(value, allow_link_local=info.data.get("allow_link_local") is True)
 
 
 class _AwsSinkConfig(_SinkBase):
@@ -446,18 +472,63 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([ConfigProblem("", f"cannot read {source}: {error.strerror or error}")], source) from error
-    # Imported here: the record-processor children read the resolved configuration as JSON, never YAML.
-    import yaml  # noqa: PLC0415
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {error}")], source) from error
+    data = _parse_yaml(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem("", "the top level must be a mapping")], source)
     return config_from_mapping(data, environ, source)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """YAML's safe subset, refusing a document whose aliases expand past MAX_ALIAS_EXPANSION nodes.
+
+    PyYAML shares an aliased node instead of copying it, so loading an alias bomb is cheap; the cost comes after,
+    when validation walks every shared branch once per path to it (an 800-byte file of nested aliases took half a
+    minute and 700 MB; one level more, ten times that). The composed graph is measured before anything is built.
+    """
+    # Imported here: the record-processor children read the resolved configuration as JSON, never YAML.
+    import yaml  # noqa: PLC0415
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_alias_expansion(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {error}")], source) from error
+    except RecursionError:
+        raise ConfigError([ConfigProblem("", "YAML nested too deeply")], source) from None
+    finally:
+        loader.dispose()
+
+
+def _check_alias_expansion(root: Any, source: str) -> None:
+    """Count the nodes the document has once every alias is replaced by a copy of its anchor."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def expanded(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError([ConfigProblem("", "a YAML alias refers to a node that contains it")], source)
+        open_nodes.add(key)
+        children = node.value if isinstance(node.value, list) else []
+        # A mapping's value is a list of (key, value) node pairs; a sequence's, a list of nodes.
+        size = 1 + sum(
+            expanded(part) for child in children for part in (child if isinstance(child, tuple) else (child,))
+        )
+        open_nodes.discard(key)
+        sizes[key] = size
+        return size
+
+    added = expanded(root) - len(sizes)  # nodes written once are in `sizes` once; the rest are alias copies
+    if added > MAX_ALIAS_EXPANSION:
+        raise ConfigError([ConfigProblem("", f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION} nodes")], source)
 
 
 def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], source: str = "configuration") -> Config:
@@ -468,7 +539,11 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], sou
     try:
         config = Config.model_validate(merged)
     except ValidationError as error:
-        problems = [_problem(e) for e in error.errors()]
+        errors = error.errors()
+        # pydantic also counts a list whose items failed as too short ("sinks: at least 1 item, not 0"): noise
+        # beside the item's own problem.
+        within = {tuple(e["loc"][:n]) for e in errors for n in range(1, len(e["loc"]))}
+        problems = [_problem(e) for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in within)]
         # Cross-field rules run only once every field is valid; report them with the field errors anyway.
         if isinstance(source_section, dict) and not (
             source_section.get("table_name") or source_section.get("stream_arn")
@@ -482,11 +557,30 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], sou
 
 
 def _problem(error: Mapping[str, Any]) -> ConfigProblem:
-    path = ".".join(str(part) for part in error["loc"])
+    path = ".".join(str(part) for part in _field_path(error["loc"]))
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
     return ConfigProblem(path, message)
+
+
+def _union_tags(union: Any) -> frozenset[str]:
+    members = get_args(get_args(union)[0])  # Annotated[A | B | ..., Field(discriminator="type")]
+    return frozenset(get_args(member.model_fields["type"].annotation)[0] for member in members)
+
+
+_SINK_TYPES = _union_tags(SinkConfig)
+_ON_FAILURE_TYPES = _union_tags(OnFailureConfig)
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic names the member of a tagged union in the path (sinks.0.webhook.url); the file, the environment
+    # overrides and the README say sinks.0.url.
+    if len(loc) > 2 and loc[0] == "sinks" and loc[2] in _SINK_TYPES:  # noqa: PLR2004
+        return loc[:2] + loc[3:]
+    if len(loc) > 1 and loc[0] == "on_failure" and loc[1] in _ON_FAILURE_TYPES:
+        return loc[:1] + loc[2:]
+    return loc
 
 
 def _fill_from_aws_env(source: dict[str, Any], environ: Mapping[str, str]) -> None:

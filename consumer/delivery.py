@@ -2,8 +2,9 @@
 
 Settled means the sink accepted it, or it went to the on-failure destination. Per sink, a policy says how often
 to retry (exponential backoff with full jitter, a cap, and a server's Retry-After), how old a record may get,
-and whether to bisect a batch the sink refused as a whole. Permanent errors skip the retries. Without an
-on-failure destination, whatever cannot be delivered is raised, so the caller never checkpoints past it.
+and whether to bisect a batch the sink refused as a whole for a reason a record can cause (a permanent refusal or
+a handler's function error; never an outage). Permanent errors skip the retries. Without an on-failure
+destination, whatever cannot be delivered is raised, so the caller never checkpoints past it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.config import DeliveryPolicy
 from consumer.deadletter import DeadLetter, Destination, now
-from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError
+from consumer.errors import DeliveryError, FunctionError, PermanentDeliveryError, ThrottledError
 from consumer.events import ChangeEvent
 from consumer.metrics import ProcessorMetrics
 from consumer.payloads import item_key
@@ -193,7 +194,7 @@ class Pipeline:
             self._count_attempt(sink, pending, whole, failures)
             if whole is None and not failures:
                 break
-            if whole is not None and policy.bisect and len(pending) > 1:
+            if whole is not None and policy.bisect and len(pending) > 1 and _record_may_be_the_cause(whole):
                 # Lambda's bisect: halves retried separately, the first settled before the second (per-key order).
                 middle = len(pending) // 2
                 log.info("bisecting a refused batch", sink=sink.name, size=len(pending), error=str(whole))
@@ -289,6 +290,16 @@ class Pipeline:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+
+
+def _record_may_be_the_cause(error: DeliveryError) -> bool:
+    """Whether splitting the batch can help: a refusal of its content or a handler's error, not an outage.
+
+    Splitting on a timeout, a 5xx or throttling only multiplies the calls to a destination that is down (a
+    100-record batch becomes 199 calls before any retry) and holds the batch long enough to look stuck; such a
+    batch is retried whole, with backoff.
+    """
+    return isinstance(error, PermanentDeliveryError | FunctionError)
 
 
 def _retry_delay(policy: RetryPolicy, attempts: int, error: DeliveryError) -> float:

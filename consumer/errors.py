@@ -6,7 +6,8 @@
     ├── DecodeError              a stream record that is not a valid DynamoDB Streams record
     ├── DeliveryError            a sink could not take an event
     │   ├── TransientDeliveryError   worth retrying (timeouts, throttling, 5xx)
-    │   │   └── ThrottledError           the destination asked us to slow down (HTTP 429, Throttling codes)
+    │   │   ├── ThrottledError           the destination asked us to slow down (HTTP 429, Throttling codes)
+    │   │   └── FunctionError            a handler raised or overran: retried, but a record may be the cause
     │   └── PermanentDeliveryError   retrying cannot help (validation, 4xx, oversize)
     └── CheckpointError          the KCL refused a checkpoint
         ├── LeaseLostError           the lease moved to another worker: stop, never retry
@@ -59,6 +60,14 @@ class TransientDeliveryError(DeliveryError):
 
 class ThrottledError(TransientDeliveryError):
     """The destination refused for rate: counted apart, since it calls for capacity rather than a fix."""
+
+
+class FunctionError(TransientDeliveryError):
+    """A Lambda handler raised or ran past its timeout (Lambda's function error).
+
+    Retried like any transient error, since Lambda retries such a batch; but unlike an outage, one record of the
+    batch may be what the handler chokes on, so `bisect_batch_on_error` splits the batch on it.
+    """
 
 
 class PermanentDeliveryError(DeliveryError):

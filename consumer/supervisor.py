@@ -32,6 +32,7 @@ from consumer.decode import table_of
 from consumer.errors import StartupError
 from consumer.health import CHILDREN_DIR_ENV, ChildWatch
 from consumer.metrics import SupervisorMetrics
+from consumer.preflight import build_sinks_once
 from consumer.processor import RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 from consumer.server import HealthServer, HealthState
 
@@ -184,6 +185,7 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
         raise StartupError(f"the Python path {python!r} contains a space, which the KCL cannot pass to a child")
     _check_handlers(config)
     stream_arn = resolve_stream_arn(config.source)
+    build_sinks_once(config, stream_arn)
     worker_id = config.engine.worker_id or default_worker_id()
     if config.dry_run:
         config = dry_run_configuration(config)

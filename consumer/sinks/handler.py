@@ -21,7 +21,7 @@ from typing import Any
 
 from consumer.config import HandlerSinkConfig
 from consumer.decode import StreamContext, to_lambda_record
-from consumer.errors import StartupError, TransientDeliveryError
+from consumer.errors import FunctionError, StartupError, TransientDeliveryError
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
@@ -133,12 +133,13 @@ class HandlerSink:
         self._running = thread
         thread.start()
         thread.join(self._config.timeout_seconds)
+        # Both are Lambda's function errors: retried (the retry policy decides how often), and bisectable, since a
+        # record may be what the handler chokes on or spends its time on.
         if thread.is_alive():
-            raise TransientDeliveryError(f"handler timed out after {self._config.timeout_seconds:g} s")
+            raise FunctionError(f"handler timed out after {self._config.timeout_seconds:g} s")
         if "error" in outcome:
             error = outcome["error"]
-            # Lambda retries a batch whose handler raised; so do we (the retry policy decides how often).
-            raise TransientDeliveryError(f"handler raised {type(error).__name__}: {error}") from error
+            raise FunctionError(f"handler raised {type(error).__name__}: {error}") from error
         return outcome.get("response")
 
     def close(self) -> None:

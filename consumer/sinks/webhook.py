@@ -27,6 +27,7 @@ import httpcore
 import httpx
 
 import consumer
+from consumer.addresses import IpAddress, forbidden
 from consumer.config import EnvRef, WebhookSinkConfig
 from consumer.decode import StreamContext
 from consumer.errors import (
@@ -44,9 +45,6 @@ WHSEC_PREFIX = "whsec_"
 
 # Statuses that say "later": request timeout, too early, throttled; and every 5xx.
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
-# Link-local ranges are refused by `is_link_local`; these are the credential endpoints outside them: EC2 instance
-# metadata over IPv6 and the EKS Pod Identity agent over IPv6 (169.254.169.254 and 169.254.170.x are link-local).
-_METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "fd00:ec2::23"))
 # Set by the sink for every message: a configured value would be wrong for some message or break the framing.
 _RESERVED_HEADERS = frozenset(
     {
@@ -67,7 +65,6 @@ _EXCERPT_BYTES = 200
 # An error body is read this far (so the connection can be reused) and no further.
 _DRAIN_LIMIT_BYTES = 64 * 1024
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 E = TypeVar("E", bound=BaseException)
 
 
@@ -340,7 +337,7 @@ class _VettingBackend(httpcore.SyncBackend):
         addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in resolved))
         for text in addresses:
             parsed = _ip_address(text)
-            why = None if parsed is None else _forbidden(parsed)
+            why = None if parsed is None else forbidden(parsed)
             if why is not None:
                 raise _ForbiddenAddressError(f"{host} resolves to {parsed}, {why}")
         failure: Exception | None = None
@@ -359,16 +356,6 @@ def _vet_connections(client: httpx.Client) -> None:
     if pool is None or not hasattr(pool, "_network_backend"):
         raise StartupError("this httpx version cannot vet webhook connections; pin httpx<1 or set allow_link_local")
     pool._network_backend = _VettingBackend()  # noqa: SLF001
-
-
-def _forbidden(address: IpAddress) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in _METADATA_ADDRESSES:
-        return "an instance-metadata (credentials) address"
-    if address.is_link_local:
-        return "a link-local address"
-    return None
 
 
 def _cause(error: BaseException, kind: type[E]) -> E | None:

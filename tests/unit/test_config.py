@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from consumer.config import StartingPosition, load_config
-from consumer.errors import ConfigError
+from consumer.config import MAX_ALIAS_EXPANSION, Config, StartingPosition, load_config
+from consumer.errors import ConfigError, StartupError
+from consumer.preflight import build_sinks_once
 
 VALID = """
 application_name: products-notifier
@@ -194,3 +198,254 @@ def test_shipped_routing_example_is_valid() -> None:
     assert [route.name for route in config.routes][:2] == ["new-products-to-slack", "price-changes"]
     with pytest.raises(ConfigError, match="environment variable WEBHOOK_SECRET is not set"):
         load_config(path, environ={})
+
+
+# -- webhook URLs: what passes the check is what the HTTP client can send to --------------------------------------
+
+
+def _webhook(url: str, extra: str = "") -> str:
+    return VALID + f"  - type: webhook\n    name: hook\n    url: {url!r}\n{extra}"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # The HTTP client refuses octets with leading zeros: this one passed the old check and crashed the child.
+        ("http://0251.0376.0251.0376/", "not a URL the HTTP client can use: Invalid IPv4 address"),
+        ("http:///hooks", "has no host"),
+        ("https://", "has no host"),
+        ("ftp://hooks.example.com/", "must be an http:// or https:// URL"),
+        ("https://hooks example.com/", "'hooks%20example.com' is not a host name"),
+        ("https://hooks.example.com:99999/", "port 99999 is out of range"),
+    ],
+)
+def test_a_webhook_url_the_http_client_cannot_use_is_refused_by_its_field(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, _webhook(url)), environ={})
+    assert message in _problems(caught.value)["sinks.1.url"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://169.254.170.2/v2/credentials",  # ECS task credentials
+        "http://2852039166/",  # 169.254.169.254 as one decimal number,
+        "http://0xa9fea9fe/",  # as one hexadecimal number,
+        "http://0xa9.0xfe.0xa9.0xfe/",  # in hexadecimal parts,
+        "http://169.254.43518/",  # with the last two parts as one,
+        "http://169.254.169.254./",  # with a trailing dot,
+        "http://[::ffff:169.254.169.254]/",  # IPv4-mapped,
+        "http://[::ffff:a9fe:a9fe]/",  # IPv4-mapped in hexadecimal
+        "http://[fd00:ec2::254]/",  # EC2 metadata over IPv6
+        "http://[fe80::1%25eth0]:8080/",  # link-local with a zone
+    ],
+)
+def test_a_literal_link_local_or_metadata_address_is_refused_unless_allowed(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, _webhook(url)), environ={})
+    problem = _problems(caught.value)["sinks.1.url"]
+    assert "link-local" in problem or "instance-metadata" in problem
+    assert "allow_link_local: true" in problem
+    allowed = load_config(_write(tmp_path, _webhook(url, "    allow_link_local: true\n")), environ={})
+    assert allowed.sinks[1].url == url  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/services/T0/B0/x?token=1",
+        "http://127.0.0.1:8080/",
+        "http://10.0.0.8/in",
+        "http://[::1]:9000/",
+        "https://exämple.com/",  # an internationalised name, sent IDNA-encoded
+        "http://metadata.example.internal/",  # a name: the sink checks the address it resolves to at connect time
+    ],
+)
+def test_ordinary_webhook_urls_pass(tmp_path: Path, url: str) -> None:
+    assert load_config(_write(tmp_path, _webhook(url)), environ={}).sinks[1].url == url  # type: ignore[union-attr]
+
+
+def test_problem_paths_name_the_setting_as_the_file_does(tmp_path: Path) -> None:
+    text = _webhook("https://hooks.example.com/", "    timeout_seconds: -1\n") + "on_failure: {type: file}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), environ={})
+    # Not sinks.1.webhook.timeout_seconds (pydantic's path through the union), nor a "too short" list beside it.
+    assert set(_problems(caught.value)) == {"sinks.1.timeout_seconds", "on_failure.path"}
+
+
+# -- YAML aliases ----------------------------------------------------------------------------------------------------
+
+
+def _billion_laughs(levels: int) -> str:
+    lines = ["x-laughs:", '  a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nlog_redact: *a{levels - 1}\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID + _billion_laughs(9))  # 10**9 strings once expanded, in under 1 KB
+    assert path.stat().st_size < 1024
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert time.perf_counter() - started < 0.5
+    assert [str(p) for p in caught.value.problems] == [f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION} nodes"]
+
+
+def test_aliases_below_the_bound_reach_validation(tmp_path: Path) -> None:
+    # Three levels: 1,110 nodes once expanded, below the bound: the loader lets it through, validation names it.
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, VALID + _billion_laughs(3)), environ={})
+    assert set(_problems(caught.value)) == {"x-laughs", *(f"log_redact.{i}" for i in range(10))}
+
+
+def test_shared_blocks_through_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
+    text = """
+application_name: products-notifier
+source: {table_name: products, region: us-east-1}
+delivery: &delivery
+  max_retry_attempts: 3
+  bisect_batch_on_error: true
+sinks:
+  - &hook {type: webhook, name: a, url: "https://a.example.com/", timeout_seconds: 5, delivery: *delivery}
+  - {<<: *hook, name: b, url: "https://b.example.com/", delivery: {<<: *delivery, max_retry_attempts: 9}}
+"""
+    config = load_config(_write(tmp_path, text), environ={})
+    assert [(s.name, s.timeout_seconds) for s in config.sinks] == [("a", 5), ("b", 5)]  # type: ignore[union-attr]
+    assert [s.delivery and s.delivery.max_retry_attempts for s in config.sinks] == [3, 9]
+    assert all(s.delivery and s.delivery.bisect_batch_on_error for s in config.sinks)
+
+
+def test_a_recursive_alias_and_deep_nesting_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="a YAML alias refers to a node that contains it"):
+        load_config(_write(tmp_path, VALID + "log_redact: &loop [a, *loop]\n"), environ={})
+    with pytest.raises(ConfigError, match="YAML nested too deeply"):
+        load_config(_write(tmp_path, VALID + "log_redact: " + "[" * 5000 + "]" * 5000 + "\n"), environ={})
+
+
+# -- every sink is built once before the engine starts ---------------------------------------------------------------
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"
+
+
+def _with_sinks(tmp_path: Path, sinks: str, extra: str = "") -> Config:
+    text = f"application_name: products-notifier\nsource: {{table_name: products, region: us-east-1}}\n{sinks}{extra}"
+    return load_config(_write(tmp_path, text), environ={})
+
+
+@pytest.mark.parametrize(
+    ("sinks", "extra", "message"),
+    [
+        (
+            (
+                "sinks:\n  - {type: log}\n  - {type: webhook, name: hook, url: 'https://h.example.com/',"
+                " headers: {Content-Type: text/plain}}\n"
+            ),
+            "",
+            "sinks.1 (webhook 'hook'): sink 'hook': headers.Content-Type: set by the sink itself, cannot be configured",
+        ),
+        (
+            "sinks:\n  - {type: webhook, name: hook, url: 'https://h.example.com/', ca_bundle: /nonexistent/ca.pem}\n",
+            "",
+            "sinks.0 (webhook 'hook'): sink 'hook': ca_bundle /nonexistent/ca.pem: cannot load",
+        ),
+        (
+            "sinks:\n  - {type: webhook, name: hook, url: 'https://h.example.com/', secret: whsec_not-base64!}\n",
+            "",
+            "sinks.0 (webhook 'hook'): webhook secret: the part after whsec_ is not valid base64",
+        ),
+        (
+            (
+                "sinks:\n  - {type: sqs, name: queue, queue_url: 'https://sqs.us-east-1.amazonaws.com/123456789012/q',"
+                " endpoint_url: 'not a url'}\n"
+            ),
+            "",
+            "sinks.0 (sqs 'queue'): ValueError: Invalid endpoint: not a url",
+        ),
+        (
+            "sinks:\n  - {type: log}\n",
+            "on_failure: {type: sns, topic_arn: 'arn:aws:sns:us-east-1:123456789012:dlq', region: 'no such region!'}\n",
+            "on_failure (sns): InvalidRegionError: Provided region_name 'no such region!' doesn't match",
+        ),
+    ],
+)
+def test_a_sink_that_cannot_be_built_is_one_line_naming_it(
+    tmp_path: Path, sinks: str, extra: str, message: str
+) -> None:
+    config = _with_sinks(tmp_path, sinks, extra)  # valid as a configuration: the constructor is what refuses it
+    with pytest.raises(StartupError) as caught:
+        build_sinks_once(config, ARN)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_sink_type_builds_without_sending_or_writing_anything(tmp_path: Path) -> None:
+    handler = tmp_path / "fn.py"
+    handler.write_text("def handler(event, context):\n    raise AssertionError('never called')\n")
+    sinks = f"""sinks:
+  - {{type: log}}
+  - {{type: memory}}
+  - {{type: file, path: {tmp_path / "out.jsonl"}}}
+  - {{type: webhook, url: "https://hooks.example.com/in", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}}
+  - {{type: sqs, queue_url: "https://sqs.us-east-1.amazonaws.com/123456789012/q"}}
+  - {{type: sns, topic_arn: "arn:aws:sns:us-east-1:123456789012:t"}}
+  - {{type: eventbridge}}
+  - {{type: handler, handler: "{handler}:handler"}}
+"""
+    config = _with_sinks(tmp_path, sinks, f"on_failure: {{type: file, path: {tmp_path / 'dead.jsonl'}}}\n")
+    build_sinks_once(config, ARN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["consumer.yaml", "fn.py"]
+
+
+def test_check_config_leaves_the_handlers_to_run(tmp_path: Path) -> None:
+    # Importing a handler runs its module, which may call out at import; `consumer run` loads it before the engine.
+    handler = tmp_path / "fn.py"
+    handler.write_text("raise RuntimeError('import-time side effect')\ndef handler(event, context):\n    pass\n")
+    config = _with_sinks(tmp_path, f'sinks:\n  - {{type: handler, name: h, handler: "{handler}:handler"}}\n')
+    build_sinks_once(config, None, handlers=False)
+    with pytest.raises(StartupError, match=r"^sinks.0 \(handler 'h'\): handler .* failed while loading"):
+        build_sinks_once(config, ARN)
+
+
+def test_consumer_run_builds_the_sinks_before_the_engine_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumer import supervisor  # noqa: PLC0415
+
+    monkeypatch.setattr(supervisor, "resolve_stream_arn", lambda source: ARN)  # the table lookup needs AWS
+    started: list[object] = []
+    monkeypatch.setattr(supervisor.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    config = _with_sinks(
+        tmp_path, "sinks:\n  - {type: webhook, name: hook, url: 'https://h.example.com/', headers: {Host: x}}\n"
+    )
+    config = config.model_copy(update={"engine": config.engine.model_copy(update={"java": sys.executable})})
+    with pytest.raises(StartupError, match=r"^sinks.0 \(webhook 'hook'\): sink 'hook': headers.Host: set by the sink"):
+        supervisor.run(config)
+    assert started == []
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_refuses_an_alias_bomb_and_a_sink_that_cannot_be_built(tmp_path: Path) -> None:
+    bomb = _check_config(_write(tmp_path, VALID + _billion_laughs(9)))
+    assert bomb.returncode == 2
+    assert f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION} nodes" in bomb.stderr
+    headers = VALID + "  - {type: webhook, name: hook, url: 'https://h.example.com/', headers: {Content-Length: '1'}}\n"
+    unbuildable = _check_config(_write(tmp_path, headers))
+    assert unbuildable.returncode == 2
+    assert "sinks.1 (webhook 'hook'): sink 'hook': headers.Content-Length: set by the sink itself" in unbuildable.stderr
+    assert _check_config(_write(tmp_path, _webhook("https://h.example.com/"))).returncode == 0

@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from samples import STREAM_ARN
 
-from consumer.config import DeliveryPolicy, FileDestinationConfig
+from consumer.config import DeliveryPolicy, FileDestinationConfig, HandlerSinkConfig
 from consumer.deadletter import DeadLetter, FileDestination, entry
 from consumer.decode import StreamContext, decode_record
 from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
-from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.errors import DeliveryError, FunctionError, PermanentDeliveryError, TransientDeliveryError
 from consumer.router import Router
+from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
+from consumer.sinks.handler import HandlerSink
+from consumer.sinks.webhook import RetryAfterError
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
 CREATED = datetime(2024, 11, 28, 13, 20, tzinfo=UTC)
@@ -41,9 +45,13 @@ def _event(sequence: int) -> Any:
 class Sink:
     name = "s"
 
-    def __init__(self, refuse: Any = None, poison: set[str] | None = None) -> None:
+    def __init__(
+        self, refuse: Any = None, poison: set[str] | None = None, poison_error: DeliveryError | None = None
+    ) -> None:
         self.refuse = refuse  # callable(batch) -> list of failures, or an exception to raise for every call
         self.poison = poison or set()
+        # What a batch holding a poison record is refused with as a whole (a handler raising on it, by default).
+        self.poison_error = poison_error or FunctionError("handler raised ValueError: the batch holds a poison record")
         self.accepted: list[str] = []
         self.calls: list[list[str]] = []
 
@@ -51,7 +59,7 @@ class Sink:
         sequences = [m.event.sequence_number for m in batch]
         self.calls.append(sequences)
         if self.poison & set(sequences):
-            raise TransientDeliveryError("the batch holds a poison record")
+            raise self.poison_error
         if isinstance(self.refuse, Exception):
             raise self.refuse
         failures = self.refuse(batch) if self.refuse else []
@@ -120,6 +128,91 @@ def test_bisect_isolates_the_poison_record() -> None:
     letters, _ = _run(sink, events, RetryPolicy(max_attempts=2, base_delay_seconds=0.001, bisect=True))
     assert sink.accepted == ["1", "2", "4", "5", "6"]  # in order: each half settled before the next
     assert [x.sequence_number for x in letters] == ["3"]
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+# Whole-call errors as the sinks classify them during an outage: none of them says anything about the records.
+OUTAGE_ERRORS = {
+    "aws 503": aws.classify(_client_error("ServiceUnavailable", 503), "SendMessageBatch"),
+    "aws throttling": aws.classify(_client_error("ThrottlingException", 400), "PutEvents"),
+    "aws read timeout": aws.classify(ReadTimeoutError(endpoint_url="http://x"), "Publish"),
+    "aws connection refused": aws.classify(EndpointConnectionError(endpoint_url="http://x"), "Publish"),
+    "http 503": RetryAfterError("https://hooks.example answered HTTP 503", 503, None),
+    "handler still running": TransientDeliveryError("handler still running from an invocation that timed out"),
+}
+
+
+@pytest.mark.parametrize("outages", [1, 3])
+@pytest.mark.parametrize("error", OUTAGE_ERRORS.values(), ids=OUTAGE_ERRORS.keys())
+def test_bisect_retries_the_whole_batch_through_an_outage(error: DeliveryError, outages: int) -> None:
+    assert not isinstance(error, PermanentDeliveryError | FunctionError)
+    answers = iter([error] * outages)
+
+    def refuse(batch: Sequence[Message]) -> list[Failure]:
+        failure = next(answers, None)
+        if failure is not None:
+            raise failure
+        return []
+
+    sink = Sink(refuse=refuse)
+    events = [_event(i) for i in range(1, 101)]
+    letters, slept = _run(sink, events, RetryPolicy(max_attempts=8, base_delay_seconds=0.001, bisect=True))
+    everything = [str(i) for i in range(1, 101)]
+    assert sink.calls == [everything] * (outages + 1)  # N refusals, then the one call that succeeds: never split
+    assert len(slept) >= outages  # each retry waited its backoff (in slices of at most 0.2 s)
+    assert sink.accepted == everything
+    assert letters == []
+
+
+RECORD_ERRORS = {
+    "http 400": PermanentDeliveryError("https://hooks.example answered HTTP 400"),
+    "aws validation": aws.classify(_client_error("InvalidParameterValue", 400), "SendMessageBatch"),
+    "handler raised": FunctionError("handler raised ValueError: cannot handle this record"),
+    "handler timed out": FunctionError("handler timed out after 3 s"),
+}
+
+
+@pytest.mark.parametrize("error", RECORD_ERRORS.values(), ids=RECORD_ERRORS.keys())
+def test_bisect_splits_down_to_the_poison_record_on_errors_a_record_can_cause(error: DeliveryError) -> None:
+    sink = Sink(poison={"37"}, poison_error=error)
+    events = [_event(i) for i in range(1, 101)]
+    letters, _ = _run(sink, events, RetryPolicy(max_attempts=3, base_delay_seconds=0.001, bisect=True))
+    assert [x.sequence_number for x in letters] == ["37"]
+    assert letters[0].error is error
+    assert sink.accepted == [str(i) for i in range(1, 101) if i != 37]  # in stream order
+    # Halving: the half holding the poison splits again, the other half goes through in one call.
+    retries = 0 if isinstance(error, PermanentDeliveryError) else 2
+    assert [len(call) for call in sink.calls if "37" in call] == [100, 50, 25, 12, 6, 3, 2, 1] + [1] * retries
+    assert len(sink.calls) == 8 + 7 + retries
+
+
+def test_bisect_isolates_a_record_the_real_handler_raises_on(tmp_path: Path) -> None:
+    handled = tmp_path / "handled.txt"
+    (tmp_path / "fragile.py").write_text(
+        "def handler(event, context):\n"
+        "    sequences = [r['dynamodb']['SequenceNumber'] for r in event['Records']]\n"
+        "    if '5' in sequences:\n"
+        "        raise ValueError('cannot handle record 5')\n"
+        f"    with open({str(handled)!r}, 'a') as out:\n"
+        "        out.writelines(s + '\\n' for s in sequences)\n"
+    )
+    config = HandlerSinkConfig(type="handler", name="s", handler=f"{tmp_path / 'fragile.py'}:handler")
+    sink = HandlerSink(config, CONTEXT)
+    letters: list[DeadLetter] = []
+    pipeline = Pipeline(
+        Router.to_all([sink.name], CONTEXT),
+        [sink],
+        {sink.name: RetryPolicy(max_attempts=2, base_delay_seconds=0.001, bisect=True)},
+        dead_letters=letters.extend,
+        sleep=lambda _: None,
+    )
+    pipeline.deliver([_event(i) for i in range(1, 9)])
+    assert handled.read_text().split() == ["1", "2", "3", "4", "6", "7", "8"]
+    assert [(x.sequence_number, type(x.error).__name__, x.attempts) for x in letters] == [("5", "FunctionError", 2)]
+    assert "ValueError: cannot handle record 5" in str(letters[0].error)
 
 
 def test_without_bisect_the_whole_batch_is_dead_lettered() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,12 +47,20 @@ EXPORTED = _exported_names()
 EXPORTED_SAMPLES = set().union(*EXPORTED.values())
 
 
+def _find_promtool() -> str | None:
+    """The one `make test` installs beside the virtualenv's Python, else one on PATH."""
+    beside = Path(sysconfig.get_path("scripts")) / "promtool"
+    return str(beside) if os.access(beside, os.X_OK) else shutil.which("promtool")
+
+
 def _promtool(*args: str) -> str:
-    # A skip would let the alert tests silently stop running; CI installs promtool, so its absence is an error.
-    promtool = shutil.which("promtool")
+    # A skip would let the alert tests silently stop running; `make test` installs promtool, so its absence is an
+    # error that says how to get it.
+    promtool = _find_promtool()
     if promtool is None:
         pytest.fail(
-            "promtool is not on PATH: install it (Debian/Ubuntu: `apt-get install prometheus`; .ci/run does this)",
+            "promtool is not in the virtualenv nor on PATH: run `make .venv/bin/promtool` "
+            "(needs Go 1.21+, or root on Debian/Ubuntu)",
             pytrace=False,
         )
     result = subprocess.run([promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)

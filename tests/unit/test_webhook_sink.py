@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trustme
+from pydantic import ValidationError
 
 import consumer
 from consumer.config import WebhookSinkConfig
@@ -488,11 +489,18 @@ def test_an_unreadable_ca_bundle_stops_the_start(make_sink: Callable[..., Webhoo
 
 
 def test_the_instance_metadata_address_is_refused_without_connecting(
-    make_sink: Callable[..., WebhookSink], forbid_connections: list[tuple[Any, ...]]
+    forbid_connections: list[tuple[Any, ...]],
 ) -> None:
-    sink = make_sink("http://169.254.169.254/latest/meta-data/iam/security-credentials/")
+    url = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+    with pytest.raises(ValidationError, match="allow_link_local"):  # the configuration refuses it first
+        WebhookSinkConfig.model_validate({"type": "webhook", "url": url})
+    # The guard does not rely on that check: a sink built from a configuration that skipped it refuses all the same.
+    sink = build_sink(WebhookSinkConfig.model_construct(type="webhook", url=url), CONTEXT)
 
-    (failure,) = sink.send([_message("100")])
+    try:
+        (failure,) = sink.send([_message("100")])
+    finally:
+        sink.close()
 
     assert isinstance(failure.error, PermanentDeliveryError)
     assert "allow_link_local" in str(failure.error)
