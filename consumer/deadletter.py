@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from consumer import files
 from consumer.config import FileDestinationConfig, OnFailureConfig, SnsDestinationConfig, SqsDestinationConfig
 from consumer.decode import StreamContext, to_lambda_record
 from consumer.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -80,7 +80,7 @@ def build_destination(config: OnFailureConfig, context: StreamContext) -> Destin
 
 
 class FileDestination:
-    """JSON lines appended and fsynced, like the file sink: simple, and no size limit."""
+    """JSON lines appended and fsynced under the file's lock, like the file sink: simple, and no size limit."""
 
     def __init__(self, config: FileDestinationConfig) -> None:
         self.name = f"file:{config.path}"
@@ -89,20 +89,13 @@ class FileDestination:
     def put(self, bodies: Sequence[str]) -> None:
         data = "".join(body + "\n" for body in bodies).encode("utf-8")
         try:
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with files.locked(self._path, files.DEAD_LETTER_MODE) as fd:
+                try:
+                    files.append(fd, data)
+                except OSError as error:
+                    raise TransientDeliveryError(f"cannot write the dead-letter file: {error.strerror}") from error
         except OSError as error:
             raise PermanentDeliveryError(f"cannot open the dead-letter file {self._path}: {error.strerror}") from error
-        try:
-            end = os.fstat(fd).st_size
-            try:
-                if os.write(fd, data) != len(data):
-                    raise OSError(28, "short write")  # noqa: TRY301 - handled just below, like any write error
-                os.fsync(fd)
-            except OSError as error:
-                os.ftruncate(fd, end)
-                raise TransientDeliveryError(f"cannot write the dead-letter file: {error.strerror}") from error
-        finally:
-            os.close(fd)
 
     def close(self) -> None:
         return None
