@@ -8,7 +8,9 @@ every idempotency key, is unchanged. Entries delivered now leave the destination
 from __future__ import annotations
 
 import json
+import os
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,6 +19,7 @@ from typing import Any, TextIO
 
 import boto3
 
+from consumer import files
 from consumer.config import Config
 from consumer.decode import StreamContext, decode_record
 from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
@@ -49,18 +52,70 @@ def redrive(config: Config, source: str, progress: TextIO = sys.stderr) -> Outco
 
 
 def _redrive_file(config: Config, path: Path, progress: TextIO) -> Outcome:
+    # The file is moved aside under the writers' lock before it is read: children go on appending to a fresh file
+    # at the path while this runs, and what is kept is appended back to it. A redrive that died leaves its aside
+    # file behind, unlocked: it is taken up here with the file.
+    taken = _leftovers(path)
+    aside = path.with_name(f"{path.name}{_ASIDE}{uuid.uuid4().hex[:12]}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        fd = files.take_aside(path, aside)
+    except OSError as error:
+        _close(taken)
+        raise StartupError(f"cannot read {path}: {error.strerror}") from error
+    if fd is not None:
+        taken.append((fd, aside))
+    if not taken:
+        raise StartupError(f"cannot read {path}: No such file or directory")
+    try:
+        entries = [_file_entry(line) for _, moved in taken for line in _lines(moved) if line.strip()]
+        kept: list[Entry] = []
+        outcome = _deliver_all(config, entries, kept.append, progress)
+        if kept:
+            mode = os.fstat(taken[-1][0]).st_mode & 0o777
+            files.append_locked(path, "".join(entry.text + "\n" for entry in kept).encode("utf-8"), mode)
+        for _, moved in taken:
+            moved.unlink()
+    finally:
+        _close(taken)
+    return outcome
+
+
+_ASIDE = ".redrive-"
+
+
+def _leftovers(path: Path) -> list[tuple[int, Path]]:
+    """Aside files of redrives that died (no process holds their lock), locked for this one."""
+    try:
+        found = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name + _ASIDE))
+    except OSError:
+        return []
+    taken = []
+    for leftover in found:
+        fd = files.try_lock(leftover)
+        if fd is not None:
+            taken.append((fd, leftover))
+    return taken
+
+
+def _close(taken: list[tuple[int, Path]]) -> None:
+    for fd, _ in taken:
+        os.close(fd)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise StartupError(f"cannot read {path}: {error.strerror}") from error
-    entries = [Entry(json.loads(line, parse_float=Decimal), line) for line in lines if line.strip()]
-    kept: list[Entry] = []
-    outcome = _deliver_all(config, entries, kept.append, progress)
-    # Rewritten atomically: a crash leaves either the old file or the new one, never a half.
-    temporary = path.with_name(path.name + ".redrive")
-    temporary.write_text("".join(entry.text + "\n" for entry in kept), encoding="utf-8")
-    temporary.replace(path)
-    return outcome
+
+
+def _file_entry(line: str) -> Entry:
+    try:
+        document = json.loads(line, parse_float=Decimal)
+    except ValueError:
+        document = None
+    # A line that is not an entry (edited by hand, or torn by an older version) is kept for a person to read.
+    return Entry(document if isinstance(document, Mapping) else {}, line)
 
 
 def _redrive_queue(config: Config, queue_url: str, progress: TextIO) -> Outcome:
