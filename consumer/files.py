@@ -15,7 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 DEAD_LETTER_MODE = 0o600  # entries hold whole records, which may hold personal data
@@ -111,18 +111,21 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
-def rewrite_locked(path: Path, keep: Iterator[bytes] | list[bytes], mode: int) -> None:
-    """Replace the file's content with `keep`, atomically and under the lock (writers wait, then reopen)."""
-    with locked(path, mode) as fd:
-        status = os.fstat(fd)
+def remove_lines(path: Path, unwanted: Callable[[bytes], bool]) -> int:
+    """Drop the lines (without their newline) that `unwanted` picks, atomically and under the lock: writers wait,
+    then find the path names the new file and open it again. Returns how many lines were dropped."""
+    with locked(path, DEAD_LETTER_MODE, create=False) as fd:
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if not unwanted(line.rstrip(b"\n"))]
+        if len(kept) == len(lines):
+            return 0
         temporary = path.with_name(f".{path.name}.{os.getpid()}.rewrite")
         out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            _copy_owner_and_mode(out, status)
-            for chunk in keep:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
+            _copy_owner_and_mode(out, os.fstat(fd))
+            data = memoryview(b"".join(kept))
+            while data:
+                data = data[os.write(out, data) :]
             os.fsync(out)
         except BaseException:
             os.close(out)
@@ -131,6 +134,7 @@ def rewrite_locked(path: Path, keep: Iterator[bytes] | list[bytes], mode: int) -
             raise
         os.close(out)
         temporary.replace(path)
+        return len(lines) - len(kept)
 
 
 def _fresh(path: Path, status: os.stat_result) -> None:

@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from consumer.aws import resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
+from consumer.deadletter import check_destination
 from consumer.decode import table_of
 from consumer.errors import StartupError
 from consumer.health import CHILDREN_DIR_ENV, ChildWatch
@@ -179,6 +180,7 @@ def run(config: Config) -> int:
     if " " in python:
         raise StartupError(f"the Python path {python!r} contains a space, which the KCL cannot pass to a child")
     _check_handlers(config)
+    check_destination(config)
     stream_arn = resolve_stream_arn(config.source)
     worker_id = config.engine.worker_id or default_worker_id()
     resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})
