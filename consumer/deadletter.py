@@ -257,14 +257,17 @@ def truncated(document: dict[str, Any]) -> str:
     if isinstance(record, dict) and isinstance(record.get("dynamodb"), dict):
         images = {"NewImage", "OldImage"}
         record = {**record, "dynamodb": {k: v for k, v in record["dynamodb"].items() if k not in images}}
-    shorter = {k: v for k, v in document.items() if k != "rawData"} | {"record": record, "truncated": True}
+    error = dict(document.get("error") or {})
+    error["message"] = str(error.get("message", ""))[:_ERROR_MESSAGE_CHARS]  # a sink's error may quote a body
+    shorter = {k: v for k, v in document.items() if k != "rawData"} | {
+        "record": record,
+        "error": error,
+        "truncated": True,
+    }
     body = dumps(shorter)
     if len(body.encode("utf-8")) <= MAX_QUEUE_MESSAGE_BYTES:
         return body
-    # Only the keys (up to a few KiB) or an error message of a sink could still be this long.
-    error = dict(shorter.get("error") or {})
-    error["message"] = str(error.get("message", ""))[:_ERROR_MESSAGE_CHARS]
-    return dumps(shorter | {"record": None, "error": error})
+    return dumps(shorter | {"record": None})  # not reached with DynamoDB's key sizes; the sequence number stays
 
 
 def destination_warnings(config: Config) -> list[str]:

@@ -7,14 +7,19 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import yaml
+from harness import Worker, put_product, unique
 
 from consumer.config import (
     Config,
@@ -344,3 +349,62 @@ def test_redrive_from_a_queue_follows_pointers_to_the_overflow_and_keeps_truncat
     (kept_line,) = overflow_file.read_text(encoding="utf-8").splitlines()  # the one that failed again stays
     assert json.loads(kept_line)["sequenceNumber"] == "4"
     assert overflow_file.stat().st_mode & 0o777 == 0o600
+
+
+class _Receiver(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RefusePoison)
+        self.accepted: list[str] = []
+
+
+class _RefusePoison(BaseHTTPRequestHandler):
+    server: _Receiver
+
+    def do_POST(self) -> None:
+        product = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["keys"]["productId"]
+        refuse = product.startswith("poison")
+        if not refuse:
+            self.server.accepted.append(product)
+        self.send_response(400 if refuse else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+@pytest.mark.engine
+@pytest.mark.timeout(300)
+def test_a_worker_dead_letters_a_large_item_through_the_overflow_and_its_shard_moves_on(
+    moto: MotoServer, dynamodb: Any, table: str, start_worker: Callable[..., Worker]
+) -> None:
+    receiver = _Receiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    bucket, queue_url = _bucket(moto), _queue(moto)
+    extra = {
+        "sinks": [{"type": "webhook", "name": "hook", "url": f"http://127.0.0.1:{receiver.server_address[1]}/"}],
+        "on_failure": {"type": "sqs", "queue_url": queue_url, "overflow": {"type": "s3", "bucket": bucket}},
+    }
+    try:
+        worker = start_worker(unique("app"), table, extra=extra)
+        put_product(dynamodb, table, "first", price=5)
+        put_product(dynamodb, table, "poison-small", price=5)
+        put_product(dynamodb, table, "poison-large", description="x" * BIG)
+        put_product(dynamodb, table, "last", price=5)
+        deadline = time.monotonic() + 150
+        while receiver.accepted != ["first", "last"]:
+            assert worker.process.poll() is None, worker.tail()
+            assert time.monotonic() < deadline, f"accepted {receiver.accepted}\n{worker.tail()}"
+            time.sleep(0.25)
+        assert worker.stop() == 0
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    small, pointer = sorted(_received(moto, queue_url), key=lambda e: int(e["sequenceNumber"]))
+    assert small["record"]["dynamodb"]["Keys"] == {"productId": {"S": "poison-small"}}
+    assert pointer["record"] is None
+    ((key, stored),) = _objects(moto, bucket).items()
+    assert pointer["overflow"] == {"s3": f"s3://{bucket}/{key}"}
+    large = json.loads(stored)
+    assert large["sequenceNumber"] == pointer["sequenceNumber"]
+    assert large["record"]["dynamodb"]["NewImage"]["description"] == {"S": "x" * BIG}
