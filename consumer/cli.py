@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "redrive", help="deliver dead-lettered records again through the route and sink that refused them"
     )
     redrive.add_argument("--config", required=True, type=Path, help="YAML configuration file")
-    redrive.add_argument("--from", dest="source", required=True, help="file:PATH or sqs:QUEUE_URL")
+    redrive.add_argument("--from", dest="source", required=True, help="file:PATH, sqs:QUEUE_URL or s3://BUCKET/PREFIX")
     redrive.set_defaults(handler=_redrive)
 
     status = commands.add_parser("status", help="show the application's shard leases, owners, checkpoints and lag")
@@ -125,6 +125,9 @@ def _check_config(args: argparse.Namespace) -> int:
     except StartupError as error:
         raise ConfigError([ConfigProblem("", str(error))], str(args.config)) from error
     sys.stdout.write(summary(config) + "\n")
+    from consumer.deadletter import destination_warnings  # noqa: PLC0415
+
+    sys.stderr.writelines(f"consumer: warning: {warning}\n" for warning in destination_warnings(config))
     return 0
 
 

@@ -38,6 +38,14 @@ _KCL_PROPERTY_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9.]*$")
 _APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
 # A DNS name as the HTTP client sends it (IDNA-encoded); anything else would only ever fail to resolve.
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def _endpoint_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
 
 
 class _Frozen(BaseModel):
@@ -75,9 +83,7 @@ class SourceConfig(_Frozen):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint_shape(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return None if value is None else _endpoint_url(value)
 
     @model_validator(mode="after")
     def _one_stream(self) -> SourceConfig:
@@ -109,11 +115,49 @@ class FileDestinationConfig(_Frozen):
     path: Path
 
 
+class S3DestinationConfig(_Frozen):
+    """One object per entry: {prefix}{application}/{YYYY-MM-DD}/{sequenceNumber}-{sink}-{digest}.json."""
+
+    type: Literal["s3"]
+    bucket: str
+    prefix: Annotated[str, Field(max_length=512)] = ""
+    # Default: the source's region and endpoint, like the AWS sinks.
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_shape(cls, value: str) -> str:
+        if not _BUCKET_NAME.match(value) or ".." in value or _IPV4.match(value):
+            raise ValueError("not an S3 bucket name (3-63 of a-z 0-9 . -, starting and ending with a letter or digit)")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        # Keys are written as prefix + application/...: a leading slash or an empty segment would make keys that
+        # the console and most tools show as a folder named "" or "/".
+        if value.startswith("/") or "//" in value or not value.isprintable():
+            raise ValueError("an S3 key prefix without a leading '/', '//' or control characters, e.g. dead-letters/")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_shape(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint_url(value)
+
+
+# Where an entry too large for a queue or topic is stored whole; the queue or topic gets a pointer to it.
+OverflowConfig = Annotated[FileDestinationConfig | S3DestinationConfig, Field(discriminator="type")]
+
+
 class SqsDestinationConfig(_Frozen):
     type: Literal["sqs"]
     queue_url: Annotated[str, Field(pattern=r"^https?://\S+/\d{12}/[A-Za-z0-9_.-]+$")]
     region: str | None = None
     endpoint_url: str | None = None
+    # Unset: an entry over 256 KiB is sent without the record's images (keys and ids kept, "truncated": true).
+    overflow: OverflowConfig | None = None
 
 
 class SnsDestinationConfig(_Frozen):
@@ -121,10 +165,12 @@ class SnsDestinationConfig(_Frozen):
     topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")]
     region: str | None = None
     endpoint_url: str | None = None
+    overflow: OverflowConfig | None = None  # as for sqs
 
 
 OnFailureConfig = Annotated[
-    FileDestinationConfig | SqsDestinationConfig | SnsDestinationConfig, Field(discriminator="type")
+    FileDestinationConfig | SqsDestinationConfig | SnsDestinationConfig | S3DestinationConfig,
+    Field(discriminator="type"),
 ]
 
 

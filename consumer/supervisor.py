@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from consumer.aws import check_position_kept, delete_tables, resolve_stream_arn
 from consumer.config import Config, HandlerSinkConfig
+from consumer.deadletter import check_destination
 from consumer.decode import table_of
 from consumer.errors import StartupError
 from consumer.health import CHILDREN_DIR_ENV, ChildWatch
@@ -184,6 +185,7 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
     if " " in python:
         raise StartupError(f"the Python path {python!r} contains a space, which the KCL cannot pass to a child")
     _check_handlers(config)
+    check_destination(config)
     stream_arn = resolve_stream_arn(config.source)
     build_sinks_once(config, stream_arn)
     worker_id = config.engine.worker_id or default_worker_id()

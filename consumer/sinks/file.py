@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
+from consumer import files
 from consumer.config import FileSinkConfig
 from consumer.decode import StreamContext
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
@@ -24,33 +24,18 @@ class FileSink:
             return ()
         # A line per message: a multi-line template body keeps its line breaks escaped.
         text = "".join(m.body.replace("\n", "\\n") + "\n" for m in batch).encode("utf-8")
+        # One O_APPEND write per batch, under the file's lock: children of other shards append to the same file
+        # without interleaving lines, and a failed write is cut back without touching their lines.
         try:
-            # One O_APPEND write per batch: children of other shards append to the same file without
-            # interleaving lines.
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            with files.locked(self._path, 0o644) as fd:
+                try:
+                    files.append(fd, text)
+                except OSError as error:
+                    raise TransientDeliveryError(f"cannot write {self._path}: {error.strerror}") from error
         except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError) as error:
             raise PermanentDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
         except OSError as error:
             raise TransientDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
-        try:
-            end = os.fstat(fd).st_size
-            try:
-                complete = os.write(fd, text) == len(text)
-                if complete:
-                    os.fsync(fd)
-            except OSError:
-                complete = False
-                raise
-            finally:
-                if not complete:
-                    # A torn last line would glue itself to the retried batch's first line.
-                    os.ftruncate(fd, end)
-            if not complete:
-                raise TransientDeliveryError(f"short write to {self._path} (disk full?)")
-        except OSError as error:
-            raise TransientDeliveryError(f"cannot write {self._path}: {error.strerror}") from error
-        finally:
-            os.close(fd)
         return ()
 
     def close(self) -> None:

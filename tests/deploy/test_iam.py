@@ -22,6 +22,13 @@ SINK_STATEMENTS = {
     "SnsSinkDeleteIfUnused": "sns:Publish",
     "EventBridgeSinkDeleteIfUnused": "events:PutEvents",
 }
+# The on-failure destination: written to, and checked at start (consumer.deadletter.check_destination). HeadBucket
+# needs no grant: it answers 404 for a bucket that does not exist, whoever asks.
+DESTINATION_STATEMENTS = {
+    "DeadLetterQueueDeleteIfUnused": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+    "DeadLetterTopicDeleteIfUnused": {"sns:Publish", "sns:GetTopicAttributes"},
+    "DeadLetterBucketDeleteIfUnused": {"s3:PutObject"},
+}
 
 
 def analyze_policy_string(text: str, **options: Any) -> Any:
@@ -137,11 +144,30 @@ def test_each_sink_has_its_own_statement(statements: dict[str, dict[str, Any]]) 
     for sid, action in SINK_STATEMENTS.items():
         assert actions(statements[sid]) == {action}, sid
         assert len(resources(statements[sid])) == 1, sid
-    known = set(SINK_STATEMENTS) | {
-        "ReadTheSourceStream",
-        "FindTheStreamOfTheSourceTable",
-        "KclLeaseTable",
-        "KclLeaseTableIndex",
-        "KclCoordinatorStateAndWorkerMetricsTables",
-    }
+    known = (
+        set(SINK_STATEMENTS)
+        | set(DESTINATION_STATEMENTS)
+        | {
+            "ReadTheSourceStream",
+            "FindTheStreamOfTheSourceTable",
+            "KclLeaseTable",
+            "KclLeaseTableIndex",
+            "KclCoordinatorStateAndWorkerMetricsTables",
+        }
+    )
     assert set(statements) == known
+
+
+def test_each_on_failure_destination_has_its_own_statement(
+    statements: dict[str, dict[str, Any]], config: Config
+) -> None:
+    for sid, wanted in DESTINATION_STATEMENTS.items():
+        assert actions(statements[sid]) == wanted, sid
+        assert len(resources(statements[sid])) == 1, sid
+    # Objects are keyed prefix + application name + "/...": the grant covers this application's objects only.
+    (objects,) = resources(statements["DeadLetterBucketDeleteIfUnused"])
+    assert objects.startswith("arn:aws:s3:::")
+    assert objects.endswith(f"/{config.application_name}/*")
+    # Redrive's reads and deletes are for the person or job that redrives, not for the worker.
+    everything = set().union(*(actions(s) for s in statements.values()))
+    assert not everything & {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket", "sqs:ReceiveMessage"}
