@@ -43,6 +43,37 @@ def test_lineage_hook_self_test(lineage_url: str) -> None:
     assert [r["dynamodb"]["Keys"]["productId"]["S"] for r in page["Records"]] == ["b"]
 
 
+def test_fork_and_throttle_hooks_self_test(lineage_url: str) -> None:
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    streams: Any = boto3.client("dynamodbstreams", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    table = unique("fork")
+    arn = create_streamed_table(dynamodb, table)
+    put_product(dynamodb, table, "first", price=1)
+    parent, children = moto_lineage.fork_shard(table)
+    keys = [f"k{n}" for n in range(12)]
+    for key in keys * 2:
+        put_product(dynamodb, table, key, price=2)
+    shards = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    assert [s["ShardId"] for s in shards] == [parent, *children]
+    assert [s.get("ParentShardId") for s in shards] == [None, parent, parent]
+    read: dict[str, list[str]] = {}
+    for child in children:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=child, ShardIteratorType="TRIM_HORIZON")
+        page = streams.get_records(ShardIterator=iterator["ShardIterator"])
+        read[child] = [r["dynamodb"]["Keys"]["productId"]["S"] for r in page["Records"]]
+    assert all(read.values()), "both children receive writes"
+    assert sorted(read[children[0]] + read[children[1]]) == sorted(keys * 2)
+    assert not set(read[children[0]]) & set(read[children[1]]), "each key stays in one shard"
+    moto_lineage.throttle_get_records(30)
+    try:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=children[0], ShardIteratorType="TRIM_HORIZON")
+        with pytest.raises(streams.exceptions.LimitExceededException):
+            streams.get_records(ShardIterator=iterator["ShardIterator"])
+    finally:
+        moto_lineage.throttle_get_records(0)
+    assert streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+
+
 @pytest.mark.engine
 @pytest.mark.timeout(300)
 def test_shard_end_checkpoints_and_the_child_follows_its_parent(
