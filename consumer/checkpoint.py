@@ -62,11 +62,52 @@ def checkpoint(
             return
 
 
-def may_end_shard(*, given_up: bool, lease_lost: bool) -> bool:
-    """Whether a child may write SHARD_END when the KCL reports the end of its shard.
+class Positions:
+    """Where a shard's child may checkpoint: the one place that answers "may I checkpoint here?".
 
-    SHARD_END is the one checkpoint that moves past records the child never saw settled: it stands for every
-    record of the shard. So it is written only if every record handed to the child was settled, and never after
-    the lease was lost (the KCL would refuse it, and the new owner reads the shard from the last checkpoint).
+    Every checkpoint a child writes goes through one of three questions, each answered from what the child saw:
+
+    - `after_read()`: once every record of a read is settled (accepted by its sinks or stored in the on-failure
+      destination), its last sequence number; before that, nothing.
+    - `on_stop()`: on a requested shutdown, the last settled sequence number again (never a record given up).
+    - `may_end_shard()`: SHARD_END stands for every record of the shard, so only if no record handed to this
+      child was left unsettled, and the lease is still held.
+
+    Nothing is ever checkpointed after the lease is lost: the new owner reads on from the last checkpoint.
     """
-    return not given_up and not lease_lost
+
+    def __init__(self) -> None:
+        self.last_settled: str | None = None
+        self.last_checkpointed: str | None = None
+        self.lease_lost = False
+        self.stopping = False
+        # Records were handed to this child and not settled: nothing may be checkpointed past them.
+        self.given_up = False
+
+    def accepts_records(self) -> bool:
+        """False once the child stops or loses the lease: a read handed over then is left unsettled."""
+        if self.stopping or self.lease_lost:
+            self.given_up = True
+            return False
+        return True
+
+    def settled(self, sequence_number: str) -> None:
+        self.last_settled = sequence_number
+
+    def give_up(self, *, stopping: bool) -> None:
+        self.given_up = True
+        self.stopping = self.stopping or stopping
+
+    def after_read(self) -> str | None:
+        if self.lease_lost or self.given_up or self.last_settled == self.last_checkpointed:
+            return None
+        return self.last_settled
+
+    def on_stop(self) -> str | None:
+        return None if self.lease_lost else self.last_settled
+
+    def may_end_shard(self) -> bool:
+        return not self.given_up and not self.lease_lost
+
+    def written(self, sequence_number: str | None) -> None:
+        self.last_checkpointed = sequence_number

@@ -33,7 +33,7 @@ from amazon_kclpy.checkpoint_error import CheckpointError as KclCheckpointError
 from amazon_kclpy.v3 import processor as kcl_processor
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from consumer.checkpoint import Checkpointer, checkpoint, classify, may_end_shard
+from consumer.checkpoint import Checkpointer, Positions, checkpoint, classify
 from consumer.config import DEFAULT_BATCH_SIZE, Config
 from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
@@ -116,13 +116,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         self._dead_letters = dead_letters
         self._sleep = sleep
         self._shard_id = "unknown"
-        self._last_settled: str | None = None
-        self._last_checkpointed: str | None = None
-        self._lease_lost = False
-        self._stopping = False
-        # Records were handed to this child and not settled: nothing may be checkpointed past them, SHARD_END least
-        # of all.
-        self._given_up = False
+        self._positions = Positions()
 
     @_decided
     def initialize(self, initialize_input: Any) -> None:
@@ -145,13 +139,10 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         behind = process_records_input.millis_behind_latest
         if isinstance(behind, int | float):
             self._metrics.behind_latest.labels(table).set(behind / 1000)
-        if self._stopping:
-            self._given_up = True
-            return  # not settled, never checkpointed: read again after the restart
-        if self._lease_lost:
-            # Another worker reads this shard from our last checkpoint; these records are its to deliver.
-            self._given_up = True
-            log.info("records after lease loss left to the new owner", count=len(records))
+        if not self._positions.accepts_records():
+            # Stopping: not settled, never checkpointed, read again after the restart. Lease lost: another worker
+            # reads this shard from our last checkpoint; these records are its to deliver.
+            log.info("records left unsettled", count=len(records), lease_lost=self._positions.lease_lost)
             return
         first, last = records[0].sequence_number, records[-1].sequence_number
         structlog.contextvars.bind_contextvars(first_sequence=first, last_sequence=last)
@@ -172,8 +163,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                     self._pipeline.deliver(events)
                 except StopRequestedError:
                     # Left unsettled on purpose: the final checkpoint (shutdown_requested) stays before this batch.
-                    self._stopping = True
-                    self._given_up = True
+                    self._positions.give_up(stopping=True)
                     log.warning("stopping during delivery; the batch will be read again after the restart")
                     return
                 except UndeliveredError as error:
@@ -186,9 +176,11 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                     )
                     _exit(EXIT_UNDELIVERED)
                 created += [event.approximate_creation for event in events]
-            self._last_settled = last
+            self._positions.settled(last)
             self._metrics.settled(created, now())
-            self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), last)
+            position = self._positions.after_read()
+            if position is not None:
+                self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), position)
         finally:
             if self._state is not None:
                 self._state.idle()
@@ -198,38 +190,39 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     def lease_lost(self, lease_lost_input: Any) -> None:
         del lease_lost_input
         # Another worker owns the shard now; a checkpoint would be refused, and must not be attempted.
-        self._lease_lost = True
+        self._positions.lease_lost = True
         self._metrics.leases_held.labels(self._metrics.table).set(0)
-        log.info("lease lost", last_settled=self._last_settled)
+        log.info("lease lost", last_settled=self._positions.last_settled)
 
     @_decided
     def shard_ended(self, shard_ended_input: Any) -> None:
         self._metrics.leases_held.labels(self._metrics.table).set(0)
-        if not may_end_shard(given_up=self._given_up, lease_lost=self._lease_lost):
+        if not self._positions.may_end_shard():
             # SHARD_END would hand the shard to its children and put the records given up behind the checkpoint
             # for good. Without it the bridge gives the lease up, and the shard is read again from its last
             # checkpoint (by this worker after a restart, or by another one).
             log.warning(
                 "shard end not checkpointed: records of this shard were left unsettled",
-                last_settled=self._last_settled,
-                lease_lost=self._lease_lost,
+                last_settled=self._positions.last_settled,
+                lease_lost=self._positions.lease_lost,
             )
             return
         # The KCL starts the shard's children only after this checkpoint. If it cannot be written, exiting is the
         # only way out: the KCL would retry its shutdown task against a child that is already gone, and the
         # children would wait forever. After the restart the shard is read to its end again.
         self._counted_checkpoint(_KclCheckpointer(shard_ended_input.checkpointer), None)
-        log.info("shard ended", last_settled=self._last_settled)
+        log.info("shard ended", last_settled=self._positions.last_settled)
 
     @_decided
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         self._metrics.leases_held.labels(self._metrics.table).set(0)
-        if self._lease_lost or self._last_settled is None:
+        position = self._positions.on_stop()
+        if position is None:
             return
         # Sent even if the last batch's checkpoint covers it (the KCL then writes nothing): the final position is
         # on record before the child goes.
-        self._checkpoint(_KclCheckpointer(shutdown_requested_input.checkpointer), self._last_settled, force=True)
-        log.info("shutdown requested; checkpoint written", checkpoint=self._last_checkpointed)
+        self._checkpoint(_KclCheckpointer(shutdown_requested_input.checkpointer), position)
+        log.info("shutdown requested; checkpoint written", checkpoint=self._positions.last_checkpointed)
 
     def _decode(self, records: Sequence[Any]) -> list[ChangeEvent]:
         events = []
@@ -263,16 +256,14 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
             self._dead_letters(undecodable)  # raises (and so stops the child) if it cannot store them
         return events
 
-    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str, *, force: bool = False) -> None:
-        if not force and sequence_number == self._last_checkpointed:
-            return
+    def _checkpoint(self, checkpointer: Checkpointer, sequence_number: str) -> None:
         try:
             self._counted_checkpoint(checkpointer, sequence_number)
         except LeaseLostError:
-            self._lease_lost = True
+            self._positions.lease_lost = True
             log.warning("checkpoint refused: lease lost", sequence_number=sequence_number)
             return
-        self._last_checkpointed = sequence_number
+        self._positions.written(sequence_number)
 
     def _counted_checkpoint(self, checkpointer: Checkpointer, sequence_number: str | None) -> None:
         table = self._metrics.table
