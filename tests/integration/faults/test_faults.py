@@ -689,3 +689,75 @@ def test_latest_writes_right_after_readiness_are_delivered(
         application=application,
         recovery_seconds=ready_after,
     )
+
+
+def _forked_table(lineage_url: str) -> tuple[Any, str, Writer, list[str]]:
+    """A table on the in-process moto server whose stream has two open shards (children of a closed parent)."""
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    table = unique("forked")
+    create_streamed_table(dynamodb, table)
+    writer = Writer(dynamodb, table, keys=8)
+    writer.write(4)
+    _, children = moto_lineage.fork_shard(table)
+    return dynamodb, table, writer, children
+
+
+def test_get_records_throttled_for_a_while(lineage_url: str, start_worker: StartWorker) -> None:
+    """GetRecords answers LimitExceededException (too many readers on the shards) for 20 s: the worker backs off,
+    stays up, and delivers everything once the throttling stops; two shards are read throughout."""
+    _, table, writer, _ = _forked_table(lineage_url)
+    application = unique("app")
+    worker = start_worker(application, table, source={"endpoint_url": lineage_url, **FAST_SMALL_BATCHES})
+    writer.write(20)
+    _wait(_covers(writer, worker.events), 150, "first records delivered", worker)
+    moto_lineage.throttle_get_records(20)
+    throttled = time.monotonic()
+    try:
+        writer.write(30, per_second=5)
+    finally:
+        moto_lineage.throttle_get_records(0)
+    assert worker.process.poll() is None, "the worker stopped under throttling\n" + worker.tail()
+    _wait(_covers(writer, worker.events), 150, "all delivered after the throttling", worker)
+    recovery = time.monotonic() - throttled
+    assert worker.stop() == 0
+    check(
+        "GetRecords throttled 20 s, two shards",
+        writer,
+        worker.events(),
+        application=application,
+        recovery_seconds=recovery,
+    )
+
+
+def test_rolling_restart_of_two_workers(lineage_url: str, start_worker: StartWorker) -> None:
+    """Two workers share two shards; each is stopped (SIGTERM) and started again in turn, as a rolling deploy does,
+    while writes go on."""
+    dynamodb, table, writer, _ = _forked_table(lineage_url)
+    application = unique("app")
+    source = {"endpoint_url": lineage_url, **FAST_SMALL_BATCHES}
+    ids = [unique("worker"), unique("worker")]
+    workers = {worker_id: start_worker(application, table, worker_id=worker_id, source=source) for worker_id in ids}
+    writing = writer.write_in_background(120, per_second=4)
+    every = lambda: _delivered([w.events() for w in workers.values()])
+    _wait(lambda: len(every()) >= 20, 150, "first records delivered")
+    started = time.monotonic()
+    for worker_id in ids:
+        assert workers[worker_id].stop() == 0, workers[worker_id].tail()
+        workers[worker_id] = start_worker(application, table, worker_id=worker_id, source=source)
+        workers[worker_id].wait_for_log('"event":"http endpoints"', timeout=60)
+        time.sleep(10)  # let the restarted worker take leases back before the next one goes
+    writing.join()
+    _wait(_covers(writer, every), 180, "all delivered after the rolling restart")
+    recovery = time.monotonic() - started
+    for worker in workers.values():
+        assert worker.stop() == 0
+    owners = {item.get("leaseOwner", {}).get("S") for item in lease_items(dynamodb, application).values()}
+    check(
+        f"rolling restart of two workers, two shards ({len(owners - {None})} owners at the end)",
+        writer,
+        every(),
+        application=application,
+        max_duplicates=2 * 2 * BATCH,  # a lease handed over may repeat up to one batch, per shard and restart
+        recovery_seconds=recovery,
+        streams=[w.events() for w in workers.values()],
+    )
