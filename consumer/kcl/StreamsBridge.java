@@ -182,9 +182,9 @@ public final class StreamsBridge {
     private static void gracefulShutdown(Scheduler scheduler, long graceMillis) {
         SHUTTING_DOWN.set(true);
         if (TRIMMED_STOP.get()) {
-            // on_trimmed: fail. Nothing past the gap was read, so its checkpoint cannot have moved. The thread that
-            // called exit runs that shard's consumer task, which a graceful shutdown would wait for; other
-            // shards' batches in flight are read again after the restart, as after a crash.
+            // on_trimmed: fail. Nothing past the gap was read, so its checkpoint cannot have moved. That shard's
+            // consumer task waits on the thread that called exit, and a graceful shutdown would wait on the task;
+            // other shards' batches in flight are read again after the restart, as after a crash.
             Runtime.getRuntime().halt(EXIT_TRIMMED);
         }
         if (!SIGNALLED.get()) {
