@@ -57,6 +57,13 @@ class StartingPosition(StrEnum):
     TRIM_HORIZON = "TRIM_HORIZON"
 
 
+class OnTrimmed(StrEnum):
+    """What a shard's position older than the stream's 24-hour retention does (the records after it are gone)."""
+
+    CONTINUE = "continue"  # report the gap, read on from the oldest record left (as Lambda and the KCL do)
+    FAIL = "fail"  # report the gap and stop, checkpoint untouched, until an operator chooses
+
+
 class SourceConfig(_Frozen):
     """Which stream to read and how."""
 
@@ -70,6 +77,9 @@ class SourceConfig(_Frozen):
     # default for DynamoDB streams is 100): a handler sink's batches, and what a child holds decoded at once.
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = DEFAULT_BATCH_SIZE
     poll_interval_ms: Annotated[int, Field(ge=50, le=60_000)] = 1000
+    # Stopping cannot bring trimmed records back, and it lets the records still in the stream age towards the same
+    # cliff: by default the gap is made loud (error log, metric, alert) and reading goes on.
+    on_trimmed: OnTrimmed = OnTrimmed.CONTINUE
 
     @field_validator("stream_arn")
     @classmethod

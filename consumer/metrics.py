@@ -125,7 +125,8 @@ class ProcessorMetrics:
 
 
 class SupervisorMetrics:
-    """What only the supervisor sees: the engine process, its readiness, and the children coming and going.
+    """What only the supervisor sees: the engine process, its readiness, the children coming and going, and the
+    gaps the engine found in the stream (before any child is involved).
 
     Children are counted here rather than by themselves: a child killed by a signal cannot count its own end.
     """
@@ -143,6 +144,12 @@ class SupervisorMetrics:
         self.child_crashes = Counter(
             f"{PREFIX}_child_crashes",
             "Record-processor child processes that ended abnormally (an error, or killed).",
+            ["table"],
+            registry=registry,
+        )
+        self.trimmed_gaps = Counter(
+            f"{PREFIX}_trimmed_gaps",
+            "Shard positions found older than the stream's retention: records lost before they were read.",
             ["table"],
             registry=registry,
         )

@@ -7,6 +7,7 @@ started in its own process group); its shutdown hook asks every child to checkpo
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -52,6 +53,8 @@ _REQUIRED_JARS = {
 # Beyond the grace the JVM halts itself; this backstop only covers a JVM that cannot even do that.
 _KILL_BACKSTOP_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
+# The bridge's exit status when a shard's position was older than the stream's retention and on_trimmed is fail.
+EXIT_TRIMMED = 4
 
 # Properties the supervisor renders from the config; engine.kcl_properties may not override them.
 RENDERED_KEYS = frozenset(
@@ -75,6 +78,8 @@ RENDERED_KEYS = frozenset(
         "leaderLockMillis",
         "timeoutInSeconds",
         "engineStateFile",
+        "trimmedGapsFile",
+        "onTrimmed",
         "callProcessRecordsEvenForEmptyRecordList",
     }
 )
@@ -115,7 +120,13 @@ def _check_handlers(config: Config) -> None:
 
 
 def render_properties(
-    config: Config, stream_arn: str, worker_id: str, python: str, *, engine_state_file: Path | None = None
+    config: Config,
+    stream_arn: str,
+    worker_id: str,
+    python: str,
+    *,
+    engine_state_file: Path | None = None,
+    trimmed_gaps_file: Path | None = None,
 ) -> str:
     source = config.source
     values: dict[str, object] = {
@@ -138,9 +149,12 @@ def render_properties(
         "metricsLevel": "NONE",
         # Idle polls reach the children too, so their lag and behind-latest gauges fall to 0 when caught up.
         "callProcessRecordsEvenForEmptyRecordList": True,
+        "onTrimmed": source.on_trimmed.value,
     }
     if engine_state_file is not None:
         values["engineStateFile"] = str(engine_state_file)
+    if trimmed_gaps_file is not None:
+        values["trimmedGapsFile"] = str(trimmed_gaps_file)
     if config.engine.processing_timeout_seconds is not None:
         values["timeoutInSeconds"] = config.engine.processing_timeout_seconds
     if source.endpoint_url:
@@ -202,9 +216,17 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
         metrics_dir.mkdir()
         children_dir.mkdir()
         engine_state = workdir / "engine-state"
+        trimmed_gaps = workdir / "trimmed-gaps.jsonl"
         properties = workdir / "kcl.properties"
         properties.write_text(
-            render_properties(resolved, stream_arn, worker_id, python, engine_state_file=engine_state),
+            render_properties(
+                resolved,
+                stream_arn,
+                worker_id,
+                python,
+                engine_state_file=engine_state,
+                trimmed_gaps_file=trimmed_gaps,
+            ),
             encoding="utf-8",
         )
         resolved_path = workdir / "config.json"
@@ -237,8 +259,11 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
             stream_arn=stream_arn,
             worker_id=worker_id,
             starting_position=config.source.starting_position.value,
+            on_trimmed=config.source.on_trimmed.value,
         )
-        observer = Observer(config, table_of(stream_arn), metrics_dir, children_dir, engine_state)
+        observer = Observer(
+            config, table_of(stream_arn), metrics_dir, children_dir, engine_state, trimmed_gaps=trimmed_gaps
+        )
         return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file, observer)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -274,10 +299,20 @@ def _delete_kcl_tables(config: Config) -> None:
 class Observer:
     """Serves /metrics, /healthz and /readyz, and keeps what they report current from the supervisor's loop."""
 
-    def __init__(self, config: Config, table: str, metrics_dir: Path, children_dir: Path, engine_state: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        table: str,
+        metrics_dir: Path,
+        children_dir: Path,
+        engine_state: Path,
+        *,
+        trimmed_gaps: Path | None = None,
+    ) -> None:
         self._config = config
         self._metrics_dir = metrics_dir
         self._engine_state = engine_state
+        self._trimmed_gaps = TrimmedGaps(trimmed_gaps) if trimmed_gaps is not None else None
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
         # The children label their metrics with the table of the stream ARN (StreamContext.table): the same here.
@@ -287,6 +322,7 @@ class Observer:
         self._server: HealthServer | None = None
         self._engine_started = 0.0
         self.stopping = False
+        self.last_trimmed_gap: dict[str, object] = {}
 
     def start(self) -> None:
         """Called once the JVM runs (the server's thread must not exist while the JVM is forked)."""
@@ -311,6 +347,11 @@ class Observer:
             log.error("record-processor child ended abnormally", pids=list(survey.crashed))
         for pid in survey.gone:
             mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        if self._trimmed_gaps is not None:
+            gaps = self._trimmed_gaps.read_new()
+            if gaps:
+                self.metrics.trimmed_gaps.labels(table).inc(len(gaps))
+                self.last_trimmed_gap = gaps[-1]
         scheduler, reported, positioned = _engine_state(self._engine_state)
         now = time.time()
         unresponsive = self._config.http.engine_unresponsive_seconds
@@ -332,6 +373,39 @@ class Observer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+
+
+_GAP_FIELDS = ("shard_id", "checkpoint_sequence_number", "oldest_available_sequence_number")
+
+
+class TrimmedGaps:
+    """The gaps the bridge appends to its file, one JSON line each (the bridge logs each one itself).
+
+    Reads only whole lines, from where the last read ended: the bridge may be writing the next one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+
+    def read_new(self) -> list[dict[str, object]]:
+        try:
+            with self._path.open("rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        gaps = []
+        for line in complete.splitlines():
+            try:
+                gap = json.loads(line)
+            except ValueError:
+                log.warning("unreadable line in the trimmed gaps file", line=line.decode("utf-8", "replace"))
+                gap = {}
+            gaps.append(gap if isinstance(gap, dict) else {})
+        return gaps
 
 
 def _start_observer(observer: Observer, jvm: subprocess.Popen[bytes]) -> None:
@@ -411,11 +485,24 @@ def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop
             signal.signal(sig, handler)
     if status < 0:
         status = 128 - status  # killed by a signal: report it the way a shell would
+    _log_exit(status, observer.last_trimmed_gap)
+    return status
+
+
+def _log_exit(status: int, trimmed_gap: Mapping[str, object]) -> None:
     if status == 0:
         log.info("engine stopped")
+    elif status == EXIT_TRIMMED:
+        # The last line an operator sees of a worker that will stop again at every restart: it says what to do.
+        log.error(
+            "engine stopped: records were trimmed from the stream before they were read (source.on_trimmed: fail); "
+            "the checkpoint was not moved, and a restart meets the same gap: set source.on_trimmed: continue "
+            "to accept it",
+            status=status,
+            **{key: trimmed_gap[key] for key in _GAP_FIELDS if key in trimmed_gap},
+        )
     else:
         log.error("engine exited", status=status)
-    return status
 
 
 def _die_with_parent() -> None:

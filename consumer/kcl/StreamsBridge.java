@@ -17,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.Locale;
@@ -36,16 +37,29 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.slf4j.MDC;
 import sun.misc.Signal;
 import software.amazon.awssdk.auth.credentials.AwsCredentialsProvider;
 import software.amazon.awssdk.core.client.config.ClientOverrideConfiguration;
+import software.amazon.awssdk.core.exception.SdkException;
 import software.amazon.awssdk.regions.Region;
 import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClient;
 import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClientBuilder;
 import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient;
 import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClientBuilder;
+import software.amazon.awssdk.services.dynamodb.model.DescribeStreamRequest;
+import software.amazon.awssdk.services.dynamodb.model.DescribeStreamResponse;
+import software.amazon.awssdk.services.dynamodb.model.GetRecordsRequest;
+import software.amazon.awssdk.services.dynamodb.model.GetRecordsResponse;
+import software.amazon.awssdk.services.dynamodb.model.GetShardIteratorRequest;
+import software.amazon.awssdk.services.dynamodb.model.GetShardIteratorResponse;
+import software.amazon.awssdk.services.dynamodb.model.ListStreamsRequest;
+import software.amazon.awssdk.services.dynamodb.model.ListStreamsResponse;
+import software.amazon.awssdk.services.dynamodb.model.ShardIteratorType;
+import software.amazon.awssdk.services.dynamodb.model.TrimmedDataAccessException;
 import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
 import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClientBuilder;
+import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsServiceClientConfiguration;
 import software.amazon.kinesis.checkpoint.CheckpointConfig;
 import software.amazon.kinesis.checkpoint.ShardRecordProcessorCheckpointer;
 import software.amazon.kinesis.common.ConfigsBuilder;
@@ -89,9 +103,10 @@ import software.amazon.kinesis.retrieval.kpl.ExtendedSequenceNumber;
  * multilang processor wrapped so that it passes the adapter's type check.
  *
  * <p>Keys read here that the multilang parser ignores: dynamoDbStreamArn, dynamoDBStreamsEndpoint,
- * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis, engineStateFile, referenceProcessor. Exit status: 0 after
- * a completed graceful shutdown, 1 if the shutdown did not finish within shutdownGraceMillis or the scheduler failed,
- * 2 for an unusable configuration.
+ * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis, engineStateFile, trimmedGapsFile, onTrimmed,
+ * referenceProcessor. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown did not finish within
+ * shutdownGraceMillis or the scheduler failed, 2 for an unusable configuration, 4 when a shard's position was older
+ * than the stream's retention and onTrimmed is fail.
  *
  * <p>{@code referenceProcessor = count} (benchmarks only) replaces the child processes with {@link CountingProcessor}:
  * the same scheduler, leases and checkpoints with no multilang hop and no Python, as the baseline the service is
@@ -102,6 +117,8 @@ public final class StreamsBridge {
     private static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean(false);
     private static final AtomicBoolean SCHEDULER_FAILED = new AtomicBoolean(false);
     private static final AtomicBoolean SIGNALLED = new AtomicBoolean(false);
+    private static final AtomicBoolean TRIMMED_STOP = new AtomicBoolean(false);
+    static final int EXIT_TRIMMED = 4;
     // Record processors whose child may still deliver or checkpoint: initialised, and not yet told to stop (shutdown
     // requested), that the lease is lost, or that the shard ended. A graceful stop is complete once this is empty.
     private static final Set<AdapterProcessor> LIVE = ConcurrentHashMap.newKeySet();
@@ -167,6 +184,12 @@ public final class StreamsBridge {
 
     private static void gracefulShutdown(Scheduler scheduler, long graceMillis) {
         SHUTTING_DOWN.set(true);
+        if (TRIMMED_STOP.get()) {
+            // on_trimmed: fail. Nothing past the gap was read, so its checkpoint cannot have moved. That shard's
+            // consumer task waits on the thread that called exit, and a graceful shutdown would wait on the task;
+            // other shards' batches in flight are read again after the restart, as after a crash.
+            Runtime.getRuntime().halt(EXIT_TRIMMED);
+        }
         if (!SIGNALLED.get()) {
             // Not a stop request: a child died or broke the protocol (or the scheduler gave up). Every batch a child
             // settled is already checkpointed, and the thread that called exit may hold the very shard consumer a
@@ -247,8 +270,14 @@ public final class StreamsBridge {
                         .apiCallAttemptTimeout(Duration.ofSeconds(10))
                         .build());
         endpoint(raw, "dynamoDBStreamsEndpoint", "dynamoDBEndpoint").ifPresent(streamsBuilder::endpointOverride);
-        AmazonDynamoDBStreamsAdapterClient adapterClient =
-                new AmazonDynamoDBStreamsAdapterClient(streamsBuilder.build(), region);
+        String onTrimmed = raw.getProperty("onTrimmed", "continue").trim();
+        if (!onTrimmed.equals("continue") && !onTrimmed.equals("fail")) {
+            throw new IllegalArgumentException("onTrimmed must be continue or fail, not " + onTrimmed);
+        }
+        String gapsFile = raw.getProperty("trimmedGapsFile", "").trim();
+        TrimmedGapWatch streams = new TrimmedGapWatch(streamsBuilder.build(), onTrimmed.equals("fail"),
+                gapsFile.isEmpty() ? null : Paths.get(gapsFile));
+        AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(streams, region);
 
         DynamoDbAsyncClientBuilder dynamoBuilder =
                 DynamoDbAsyncClient.builder().region(region).credentialsProvider(credentials);
@@ -555,6 +584,163 @@ public final class StreamsBridge {
     }
 
     /**
+     * Sees the gap the Streams adapter hides. When the position a shard is read from (its checkpoint, or after an
+     * expired iterator the last record read) is older than the stream's 24-hour retention, GetShardIterator fails
+     * with TrimmedDataAccessException, and adapter 2.0.1 (SKIP_RECORDS_TO_TRIM_HORIZON) logs one warning and reads
+     * the shard from TRIM_HORIZON: every record in between is lost to this application without a trace. Sitting
+     * between the adapter and the SDK client, this names the gap in an ERROR line (shard, the position asked for,
+     * the oldest record still there) and in the gaps file the supervisor counts; then it lets the adapter go on
+     * (onTrimmed = continue) or stops the JVM before anything past the gap is read (fail), so that the checkpoint
+     * stays where it was.
+     */
+    static final class TrimmedGapWatch implements DynamoDbStreamsClient {
+        // Pages read from TRIM_HORIZON to find the oldest record: DynamoDB Streams may answer empty pages first.
+        private static final int OLDEST_RECORD_PAGES = 5;
+        private final DynamoDbStreamsClient delegate;
+        private final boolean fail;
+        private final Path gapsFile;
+        private final Set<String> reported = ConcurrentHashMap.newKeySet();
+
+        TrimmedGapWatch(DynamoDbStreamsClient delegate, boolean fail, Path gapsFile) {
+            this.delegate = delegate;
+            this.fail = fail;
+            this.gapsFile = gapsFile;
+        }
+
+        @Override
+        public GetShardIteratorResponse getShardIterator(GetShardIteratorRequest request) {
+            try {
+                return delegate.getShardIterator(request);
+            } catch (TrimmedDataAccessException e) {
+                ShardIteratorType type = request.shardIteratorType();
+                // TRIM_HORIZON itself cannot skip anything; the adapter reports that failure as it is.
+                if (type == ShardIteratorType.AT_SEQUENCE_NUMBER || type == ShardIteratorType.AFTER_SEQUENCE_NUMBER) {
+                    gap(request.streamArn(), request.shardId(), type, request.sequenceNumber());
+                }
+                throw e;
+            }
+        }
+
+        private void gap(String streamArn, String shardId, ShardIteratorType type, String position) {
+            // A lease that comes back before anything past the gap was checkpointed asks for the same position
+            // again: one gap, one report.
+            if (!reported.add(shardId + " " + position)) {
+                return;
+            }
+            String oldest = oldestAvailable(streamArn, shardId);
+            String shown = oldest == null ? "unknown (no record could be read at the trim horizon)" : oldest;
+            String from = type == ShardIteratorType.AT_SEQUENCE_NUMBER ? "at" : "after";
+            MDC.put("shard_id", shardId);
+            MDC.put("checkpoint_sequence_number", position);
+            MDC.put("oldest_available_sequence_number", oldest == null ? "" : oldest);
+            MDC.put("on_trimmed", fail ? "fail" : "continue");
+            try {
+                if (fail) {
+                    log.error("records lost to the stream's 24-hour retention: shard {} was to be read {} sequence "
+                            + "number {}, but the oldest record left is {}. Stopping without moving the checkpoint "
+                            + "(source.on_trimmed: fail); a restart meets the same gap: to accept the loss and read "
+                            + "on from the oldest record, set source.on_trimmed: continue", shardId, from, position,
+                            shown);
+                } else {
+                    log.error("records lost to the stream's 24-hour retention: shard {} was to be read {} sequence "
+                            + "number {}, but the oldest record left is {}; the records in between were never "
+                            + "delivered. Reading goes on from the oldest record (source.on_trimmed: continue)",
+                            shardId, from, position, shown);
+                }
+            } finally {
+                for (String key : new String[] {"shard_id", "checkpoint_sequence_number",
+                        "oldest_available_sequence_number", "on_trimmed"}) {
+                    MDC.remove(key);
+                }
+            }
+            record(shardId, position, oldest);
+            if (fail) {
+                TRIMMED_STOP.set(true);
+                // Never returns: the shutdown hook halts with EXIT_TRIMMED, so the adapter's fallback to
+                // TRIM_HORIZON is never reached.
+                System.exit(EXIT_TRIMMED);
+            }
+        }
+
+        private String oldestAvailable(String streamArn, String shardId) {
+            try {
+                String iterator = delegate.getShardIterator(GetShardIteratorRequest.builder()
+                        .streamArn(streamArn)
+                        .shardId(shardId)
+                        .shardIteratorType(ShardIteratorType.TRIM_HORIZON)
+                        .build()).shardIterator();
+                for (int page = 0; iterator != null && page < OLDEST_RECORD_PAGES; page++) {
+                    GetRecordsResponse records = delegate.getRecords(
+                            GetRecordsRequest.builder().shardIterator(iterator).limit(1).build());
+                    if (records.hasRecords() && !records.records().isEmpty()) {
+                        return records.records().get(0).dynamodb().sequenceNumber();
+                    }
+                    iterator = records.nextShardIterator();
+                }
+            } catch (SdkException e) {
+                log.warn("cannot read the oldest record of shard {}: {}", shardId, rootMessage(e));
+            }
+            return null;
+        }
+
+        private synchronized void record(String shardId, String position, String oldest) {
+            if (gapsFile == null) {
+                return;
+            }
+            StringBuilder line = new StringBuilder(256).append('{');
+            JsonLogLayout.field(line, "shard_id", shardId).append(',');
+            JsonLogLayout.field(line, "checkpoint_sequence_number", position).append(',');
+            JsonLogLayout.string(line, "oldest_available_sequence_number").append(':');
+            if (oldest == null) {
+                line.append("null");
+            } else {
+                JsonLogLayout.string(line, oldest);
+            }
+            line.append(',');
+            JsonLogLayout.field(line, "on_trimmed", fail ? "fail" : "continue").append(',');
+            JsonLogLayout.field(line, "timestamp", Instant.now().toString());
+            line.append("}\n");
+            try {
+                // One write of one short line: the supervisor, reading up to the last newline, never sees half.
+                Files.write(gapsFile, line.toString().getBytes(StandardCharsets.UTF_8),
+                        StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+            } catch (IOException e) {
+                log.warn("cannot write the trimmed gaps file {}: {}", gapsFile, e.getMessage());
+            }
+        }
+
+        @Override
+        public GetRecordsResponse getRecords(GetRecordsRequest request) {
+            return delegate.getRecords(request);
+        }
+
+        @Override
+        public DescribeStreamResponse describeStream(DescribeStreamRequest request) {
+            return delegate.describeStream(request);
+        }
+
+        @Override
+        public ListStreamsResponse listStreams(ListStreamsRequest request) {
+            return delegate.listStreams(request);
+        }
+
+        @Override
+        public DynamoDbStreamsServiceClientConfiguration serviceClientConfiguration() {
+            return delegate.serviceClientConfiguration();
+        }
+
+        @Override
+        public String serviceName() {
+            return delegate.serviceName();
+        }
+
+        @Override
+        public void close() {
+            delegate.close();
+        }
+    }
+
+    /**
      * Tells the supervisor, through a small file rewritten every second, the scheduler's state, that the JVM still
      * answers, and whether every position is fixed: "STARTED 1732870000123 positioned". The supervisor's /readyz
      * waits for STARTED and positioned; its /healthz fails when the time stops moving (a hung JVM).
@@ -667,7 +853,10 @@ public final class StreamsBridge {
                 StringBuilder line = new StringBuilder()
                         .append(timestamp).append(" [").append(String.format(Locale.ROOT, "%-9s", level)).append("] ")
                         .append(event.getFormattedMessage()).append("  logger=").append(event.getLoggerName())
-                        .append(" source=kcl\n");
+                        .append(" source=kcl");
+                event.getMDCPropertyMap().forEach((key, value) -> line.append(' ').append(key).append('=')
+                        .append(value));
+                line.append('\n');
                 if (exception != null) {
                     line.append(exception).append('\n');
                 }
@@ -679,6 +868,9 @@ public final class StreamsBridge {
             field(json, "logger", event.getLoggerName()).append(',');
             field(json, "thread", event.getThreadName()).append(',');
             field(json, "source", "kcl").append(',');
+            for (Map.Entry<String, String> entry : event.getMDCPropertyMap().entrySet()) {
+                field(json, entry.getKey(), entry.getValue()).append(',');
+            }
             if (exception != null) {
                 field(json, "exception", exception).append(',');
             }
@@ -696,11 +888,11 @@ public final class StreamsBridge {
             }
         }
 
-        private static StringBuilder field(StringBuilder json, String name, String value) {
+        static StringBuilder field(StringBuilder json, String name, String value) {
             return string(string(json, name).append(':'), value);
         }
 
-        private static StringBuilder string(StringBuilder json, String value) {
+        static StringBuilder string(StringBuilder json, String value) {
             json.append('"');
             if (value == null) {
                 value = "";

@@ -5,17 +5,22 @@ from pathlib import Path
 import pytest
 
 from consumer.config import config_from_mapping
-from consumer.errors import StartupError
-from consumer.supervisor import _engine_state, find_engine, render_properties
+from consumer.errors import ConfigError, StartupError
+from consumer.supervisor import Observer, TrimmedGaps, _engine_state, find_engine, render_properties
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"
 
 
-def _config(**engine: object) -> object:
+def _config(source: dict[str, object] | None = None, **engine: object) -> object:
     return config_from_mapping(
         {
             "application_name": "products-notifier",
-            "source": {"table_name": "products", "region": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"},
+            "source": {
+                "table_name": "products",
+                "region": "us-east-1",
+                "endpoint_url": "http://127.0.0.1:5000",
+                **(source or {}),
+            },
             "sinks": [{"type": "log"}],
             "engine": engine,
         },
@@ -58,6 +63,60 @@ def test_extra_kcl_properties_are_passed_and_owned_ones_refused() -> None:
     assert props["failoverTimeMillis"] == "5000"
     with pytest.raises(StartupError, match="set by the service, not here: workerId"):
         render_properties(_config(kcl_properties={"workerId": "x"}), ARN, "w", "/p")  # type: ignore[arg-type]
+
+
+def test_the_trimmed_policy_and_the_gaps_file_are_rendered_and_owned(tmp_path: Path) -> None:
+    gaps = tmp_path / "trimmed-gaps.jsonl"
+    props = _properties(render_properties(_config(), ARN, "w", "/p", trimmed_gaps_file=gaps))  # type: ignore[arg-type]
+    assert props["onTrimmed"] == "continue"  # the default: report the gap and read on, as Lambda does
+    assert props["trimmedGapsFile"] == str(gaps)
+    failing = _config({"on_trimmed": "fail"})
+    assert _properties(render_properties(failing, ARN, "w", "/p"))["onTrimmed"] == "fail"  # type: ignore[arg-type]
+    for key in ("onTrimmed", "trimmedGapsFile"):
+        with pytest.raises(StartupError, match=f"set by the service, not here: {key}"):
+            render_properties(_config(kcl_properties={key: "x"}), ARN, "w", "/p")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"source\.on_trimmed"):
+        _config({"on_trimmed": "skip"})
+
+
+def test_trimmed_gaps_are_read_once_and_only_as_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "trimmed-gaps.jsonl"
+    gaps = TrimmedGaps(path)
+    assert gaps.read_new() == []  # the bridge has found none yet: no file
+    first = '{"shard_id":"shardId-1","checkpoint_sequence_number":"10","oldest_available_sequence_number":"15"}\n'
+    path.write_text(first + '{"shard_id":"shardId-2"', encoding="utf-8")
+    assert [gap["shard_id"] for gap in gaps.read_new()] == ["shardId-1"]
+    with path.open("a", encoding="utf-8") as file:
+        file.write(',"checkpoint_sequence_number":"3","oldest_available_sequence_number":null}\n')
+    assert gaps.read_new() == [
+        {"shard_id": "shardId-2", "checkpoint_sequence_number": "3", "oldest_available_sequence_number": None}
+    ]
+    assert gaps.read_new() == []
+
+
+def test_the_observer_counts_each_gap_the_bridge_reports(tmp_path: Path) -> None:
+    for name in ("metrics", "children"):
+        (tmp_path / name).mkdir()
+    path = tmp_path / "trimmed-gaps.jsonl"
+    observer = Observer(
+        _config(),  # type: ignore[arg-type]
+        "products",
+        tmp_path / "metrics",
+        tmp_path / "children",
+        tmp_path / "engine-state",
+        trimmed_gaps=path,
+    )
+
+    def counted() -> float | None:
+        return observer.registry.get_sample_value("dynamodb_consumer_trimmed_gaps_total", {"table": "products"})
+
+    observer.tick(engine_running=True)
+    assert counted() is None
+    path.write_text('{"shard_id":"a"}\n{"shard_id":"b"}\n', encoding="utf-8")
+    observer.tick(engine_running=True)
+    observer.tick(engine_running=True)
+    assert counted() == 2
+    assert observer.last_trimmed_gap == {"shard_id": "b"}
 
 
 def test_values_are_escaped_for_java_properties() -> None:
