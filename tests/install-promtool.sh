@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Puts promtool (the alert-rule tests run it) at the path given, from the first source that works:
-#   1. a promtool already on PATH: linked, not installed again;
+#   1. a promtool already on PATH: linked, not installed again (skipped with PROMTOOL_IGNORE_PATH=1, which CI sets
+#      to prove that a machine without one gets one);
 #   2. Go: `go install` of the pinned Prometheus release (the Go toolchain checks the module against the Go
 #      checksum database, so the pin covers the content as a sha256 would; a Go older than the release needs, from
 #      1.21 on, fetches the newer toolchain itself);
@@ -25,6 +26,9 @@ link() {
 }
 
 existing=$(command -v promtool || true)
+if [ "${PROMTOOL_IGNORE_PATH:-}" = 1 ]; then
+  existing=""
+fi
 if [ -n "$existing" ] && [ "$existing" != "$dest" ] && works "$existing"; then
   link "$existing"
   exit 0
