@@ -331,10 +331,10 @@ def test_bisect_during_an_outage_retries_the_whole_batch(dynamodb: Any, table: s
     wait(covers(writer, worker.events), 150, "all delivered after the outage", worker)
     assert worker.stop() == 0
 
+    assert '"bisecting a refused batch"' not in worker.log()
     retries = _retries(worker, "recording")
     batch = retries[0]["pending"]
     assert batch > 1, "the outage met a batch of one record: nothing to split"
-    assert '"bisecting a refused batch"' not in worker.log()
     assert {r["pending"] for r in retries} == {batch}  # every retry re-sent the whole batch
     # With backoff from 0.2 s up to 1 s, a 5 s outage takes about ten attempts; splitting alone makes 2n - 1.
     assert len(retries) <= 3 * outage, f"{len(retries)} attempts in a {outage:.0f} s outage"
