@@ -23,7 +23,13 @@ from prometheus_client import CollectorRegistry
 
 from consumer.config import DeliveryPolicy
 from consumer.deadletter import DeadLetter, Destination, now
-from consumer.errors import DeliveryError, FunctionError, PermanentDeliveryError, ThrottledError
+from consumer.errors import (
+    DeliveryError,
+    FunctionError,
+    NotSentError,
+    PermanentDeliveryError,
+    ThrottledError,
+)
 from consumer.events import ChangeEvent
 from consumer.metrics import ProcessorMetrics
 from consumer.payloads import item_key
@@ -164,10 +170,13 @@ class Pipeline:
         letters: list[DeadLetter] = []
         first = self._clock()
         attempts = 0
+        # Per message: a message the sink held back behind an earlier failure (NotSentError) was not attempted, and
+        # its retries are its own: a batch holding many refused records must not use them up for the rest.
+        tried: Counter[int] = Counter()
         while pending:
             pending, too_old = self._split_too_old(pending, policy)
             letters += [
-                self._letter(m, sink, RecordTooOldError("older than max_record_age_seconds"), attempts, first)
+                self._letter(m, sink, RecordTooOldError("older than max_record_age_seconds"), tried[id(m)], first)
                 for m in too_old
             ]
             if not pending:
@@ -206,15 +215,24 @@ class Pipeline:
             errors = (
                 {id(m): whole for m in pending} if whole is not None else {id(f.message): f.error for f in failures}
             )
+            # A sink that held back every message it failed has said nothing about any of them: count it as tried.
+            held_back_only = all(isinstance(e, NotSentError) for e in errors.values())
+            for m in pending:
+                if held_back_only or not isinstance(errors.get(id(m)), NotSentError):
+                    tried[id(m)] += 1
             # Permanent errors skip the retries; the rest are retried until the policy runs out.
             retry = [m for m in pending if id(m) in errors and not isinstance(errors[id(m)], PermanentDeliveryError)]
-            give_up = [m for m in pending if id(m) in errors and (m not in retry or policy.exhausted(attempts))]
-            letters += [self._letter(m, sink, errors[id(m)], attempts, first) for m in give_up]
+            give_up = [m for m in pending if id(m) in errors and (m not in retry or policy.exhausted(tried[id(m)]))]
+            letters += [self._letter(m, sink, errors[id(m)], tried[id(m)], first) for m in give_up]
             pending = [m for m in retry if m not in give_up]
             if not pending:
                 break
             last_error = errors[id(pending[0])]
-            delay = _retry_delay(policy, attempts, last_error)
+            # The first message left was held back behind one that is now settled (refused for good): nothing
+            # failed that waiting would help.
+            delay = (
+                0.0 if isinstance(last_error, NotSentError) else _retry_delay(policy, tried[id(pending[0])], last_error)
+            )
             log.warning(
                 "delivery retry",
                 sink=sink.name,

@@ -62,6 +62,13 @@ class ThrottledError(TransientDeliveryError):
     """The destination refused for rate: counted apart, since it calls for capacity rather than a fix."""
 
 
+class NotSentError(TransientDeliveryError):
+    """The sink never sent this message: an earlier one of the batch failed, and this one must not overtake it.
+
+    Not an attempt at the message: it costs none of its retries.
+    """
+
+
 class FunctionError(TransientDeliveryError):
     """A Lambda handler raised or ran past its timeout (Lambda's function error).
 

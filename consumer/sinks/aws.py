@@ -18,7 +18,13 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.decode import StreamContext
-from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError, TransientDeliveryError
+from consumer.errors import (
+    DeliveryError,
+    NotSentError,
+    PermanentDeliveryError,
+    ThrottledError,
+    TransientDeliveryError,
+)
 from consumer.payloads import item_key
 from consumer.sinks.base import Failure, Message
 
@@ -261,6 +267,6 @@ def send_in_chunks(
         if failed:
             for later in planned[number + 1 :]:
                 for index, _, _ in later:
-                    errors[index] = TransientDeliveryError(UNSENT)
+                    errors[index] = NotSentError(UNSENT)
             break
     return [Failure(batch[index], errors[index]) for index in sorted(errors)]

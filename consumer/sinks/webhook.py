@@ -32,6 +32,7 @@ from consumer.config import EnvRef, WebhookSinkConfig
 from consumer.decode import StreamContext
 from consumer.errors import (
     DeliveryError,
+    NotSentError,
     PermanentDeliveryError,
     StartupError,
     ThrottledError,
@@ -116,7 +117,7 @@ class WebhookSink:
             # The rest of the batch is not sent: a later message may be for the same item key and must not overtake
             # this one. They get their own transient error rather than the first message's: they were never refused,
             # and a permanent error on them would let a policy that sets permanent failures aside drop good messages.
-            not_sent = TransientDeliveryError(f"not sent: an earlier message failed ({type(error).__name__})")
+            not_sent = NotSentError(f"not sent: an earlier message failed ({type(error).__name__})")
             return [Failure(message, error), *(Failure(rest, not_sent) for rest in batch[index + 1 :])]
         return ()
 

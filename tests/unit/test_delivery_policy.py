@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from consumer.config import DeliveryPolicy, FileDestinationConfig, HandlerSinkCo
 from consumer.deadletter import DeadLetter, FileDestination, entry
 from consumer.decode import StreamContext, decode_record
 from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
-from consumer.errors import DeliveryError, FunctionError, PermanentDeliveryError, TransientDeliveryError
+from consumer.errors import DeliveryError, FunctionError, NotSentError, PermanentDeliveryError, TransientDeliveryError
 from consumer.router import Router
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
@@ -112,6 +112,45 @@ def test_transient_errors_are_retried_then_dead_lettered() -> None:
     assert len(sink.calls) == 3
     assert len(slept) >= 2
     assert [(x.sequence_number, x.attempts) for x in letters] == [("1", 3)]
+
+
+def _stop_at(fails: Callable[[str], DeliveryError | None]) -> Callable[[Sequence[Message]], list[Failure]]:
+    """A sink that sends in order and stops at the first failure, holding the rest back (the webhook, SQS chunks)."""
+
+    def refuse(batch: Sequence[Message]) -> list[Failure]:
+        for index, message in enumerate(batch):
+            error = fails(message.event.sequence_number)
+            if error is not None:
+                held = [
+                    Failure(rest, NotSentError("not sent: an earlier message failed")) for rest in batch[index + 1 :]
+                ]
+                return [Failure(message, error), *held]
+        return []
+
+    return refuse
+
+
+def test_records_held_back_behind_refused_ones_keep_their_retries() -> None:
+    # Ten refusals in a batch of thirty, three attempts: each refusal used to cost every later record an attempt,
+    # so the records after the third refusal went to the destination without ever being sent.
+    refused = {str(i) for i in range(3, 31, 3)}
+    sink = Sink(refuse=_stop_at(lambda seq: PermanentDeliveryError("HTTP 400") if seq in refused else None))
+    letters, slept = _run(sink, [_event(i) for i in range(1, 31)], RetryPolicy(max_attempts=3))
+    assert sink.accepted == [str(i) for i in range(1, 31) if str(i) not in refused]
+    assert [(x.sequence_number, x.attempts, type(x.error).__name__) for x in letters] == [
+        (seq, 1, "PermanentDeliveryError") for seq in sorted(refused, key=int)
+    ]
+    assert slept == []  # what blocked them is settled: nothing to wait for
+
+
+def test_records_held_back_behind_one_that_runs_out_of_retries_are_still_delivered() -> None:
+    sink = Sink(refuse=_stop_at(lambda seq: TransientDeliveryError("HTTP 503") if seq == "5" else None))
+    letters, slept = _run(sink, [_event(i) for i in range(1, 11)], RetryPolicy(max_attempts=3, base_delay_seconds=0.01))
+    assert [(x.sequence_number, x.attempts, type(x.error).__name__) for x in letters] == [
+        ("5", 3, "TransientDeliveryError")
+    ]
+    assert sink.accepted == [str(i) for i in range(1, 11) if i != 5]
+    assert slept  # the retries of record 5 waited their backoff
 
 
 def test_records_older_than_the_maximum_age_are_not_sent() -> None:

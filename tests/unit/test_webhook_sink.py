@@ -25,7 +25,7 @@ from pydantic import ValidationError
 import consumer
 from consumer.config import WebhookSinkConfig
 from consumer.decode import StreamContext, decode_record
-from consumer.errors import PermanentDeliveryError, StartupError, ThrottledError, TransientDeliveryError
+from consumer.errors import NotSentError, PermanentDeliveryError, StartupError, ThrottledError, TransientDeliveryError
 from consumer.events import ChangeEvent
 from consumer.sinks import webhook
 from consumer.sinks.base import Message
@@ -414,7 +414,7 @@ def test_a_failure_mid_batch_leaves_the_rest_unsent(server: _Server, make_sink: 
 
     assert [f.message for f in failures] == batch[1:]
     assert isinstance(failures[0].error, RetryAfterError)
-    assert all(type(f.error) is TransientDeliveryError for f in failures[1:])
+    assert all(type(f.error) is NotSentError for f in failures[1:])  # transient, and costs them no attempt
     assert all("not sent" in str(f.error) for f in failures[1:])
     assert [r.headers["idempotency-key"] for r in server.received] == ["id-100", "id-200"]
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,99 +17,25 @@ import moto_lineage
 import pytest
 from harness import Worker, leader, lease_items, unique
 from oracle import Writer, check
+from support import BATCH, FAST_SMALL_BATCHES, Receiver, StartWorker, child_of, covers, wait, webhook
 
-from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table
+from consumer.local import LOCAL_REGION, create_streamed_table
 
 pytestmark = [pytest.mark.engine, pytest.mark.faults, pytest.mark.timeout(420)]
 
-StartWorker = Callable[..., Worker]
-BATCH = 10  # max_records: the bound on duplicates after a crash
 # A killed worker's leases reach a survivor within this with the default engine timings (README).
 TAKEOVER_BOUND_SECONDS = 45
-# A restart under the same worker id writes to the same recording file as the run before it: read it once.
-FAST_SMALL_BATCHES = {"max_records": BATCH}
-
-
-class Receiver(ThreadingHTTPServer):
-    """A webhook endpoint whose answers a scenario scripts; it records what it accepted, in order."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.accepted: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.answer: Callable[[int, dict[str, Any]], tuple[int, dict[str, str]]] = lambda n, body: (200, {})
-        self.hang_seconds = 0.0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.server.hang_seconds:
-            time.sleep(self.server.hang_seconds)
-        with self.server.lock:
-            self.server.requests += 1
-            status, headers = self.server.answer(self.server.requests, body)
-            if status < 300:
-                self.server.accepted.append(body)
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        return None
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def _webhook(receiver: Receiver, **delivery: Any) -> dict[str, Any]:
-    return {
-        "sinks": [{"type": "webhook", "name": "hook", "url": receiver.url, "timeout_seconds": 2}],
-        "delivery": {"backoff_base_seconds": 0.2, "backoff_max_seconds": 1, **delivery},
-    }
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str, worker: Worker | None = None) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"{what} not reached in {timeout:.0f} s" + (f"\n{worker.tail()}" if worker else ""))
-        time.sleep(0.25)
-    return time.monotonic() - started
 
 
 def _delivered(worker_events: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [event for events in worker_events for event in events]
 
 
-def _covers(writer: Writer, events: Callable[[], list[dict[str, Any]]]) -> Callable[[], bool]:
-    def done() -> bool:
-        got = {(e["keys"]["productId"], int(e["new"]["version"])) for e in events() if e.get("new")}
-        return set(writer.written) <= got
-
-    return done
-
-
 def test_clean_run_and_graceful_stop(dynamodb: Any, table: str, start_worker: StartWorker) -> None:
     writer = Writer(dynamodb, table)
     worker = start_worker(unique("app"), table, source=FAST_SMALL_BATCHES)
     writer.write(60)
-    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    wait(covers(writer, worker.events), 150, "all delivered", worker)
     assert worker.stop() == 0
     check("clean run + graceful stop", writer, worker.events(), application=worker.application)
 
@@ -122,12 +45,12 @@ def test_sigterm_mid_batch(dynamodb: Any, table: str, start_worker: StartWorker)
     application, worker_id = unique("app"), unique("worker")
     first = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
     writing = writer.write_in_background(120, per_second=40)
-    _wait(lambda: len(first.events()) >= 30, 150, "30 delivered", first)
+    wait(lambda: len(first.events()) >= 30, 150, "30 delivered", first)
     stopped = time.monotonic()
     assert first.stop() == 0
     writing.join()
     second = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
-    _wait(_covers(writer, second.events), 150, "all delivered", second)
+    wait(covers(writer, second.events), 150, "all delivered", second)
     recovery = time.monotonic() - stopped
     assert second.stop() == 0
     check("SIGTERM mid-batch", writer, second.events(), application=application, recovery_seconds=recovery)
@@ -136,7 +59,7 @@ def test_sigterm_mid_batch(dynamodb: Any, table: str, start_worker: StartWorker)
 def test_sigterm_while_the_sink_hangs(dynamodb: Any, table: str, start_worker: StartWorker, receiver: Receiver) -> None:
     writer = Writer(dynamodb, table)
     application, worker_id = unique("app"), unique("worker")
-    config = _webhook(receiver, max_retry_attempts=-1)
+    config = webhook(receiver, max_retry_attempts=-1)
     receiver.hang_seconds = 5  # longer than the sink's 2 s timeout: every attempt times out
     worker = start_worker(application, table, worker_id=worker_id, extra=config)
     writer.write(20)
@@ -146,7 +69,7 @@ def test_sigterm_while_the_sink_hangs(dynamodb: Any, table: str, start_worker: S
     assert time.monotonic() - stopped < 20 + 5  # the grace, plus the attempt in flight
     receiver.hang_seconds = 0
     again = start_worker(application, table, worker_id=worker_id, extra=config)
-    _wait(_covers(writer, lambda: receiver.accepted), 150, "all delivered", again)
+    wait(covers(writer, lambda: receiver.accepted), 150, "all delivered", again)
     assert again.stop() == 0
     check(
         "SIGTERM while the sink hangs",
@@ -163,12 +86,12 @@ def test_kill_9_of_the_worker_mid_batch(dynamodb: Any, table: str, start_worker:
     application, worker_id = unique("app"), unique("worker")
     first = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
     writing = writer.write_in_background(120, per_second=40)
-    _wait(lambda: len(first.events()) >= 30, 150, "30 delivered", first)
+    wait(lambda: len(first.events()) >= 30, 150, "30 delivered", first)
     killed = time.monotonic()
     first.kill()
     writing.join()
     second = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
-    _wait(_covers(writer, second.events), 150, "all delivered", second)
+    wait(covers(writer, second.events), 150, "all delivered", second)
     recovery = time.monotonic() - killed
     assert second.stop() == 0
     check(
@@ -186,15 +109,15 @@ def test_kill_9_of_one_python_child(dynamodb: Any, table: str, start_worker: Sta
     application, worker_id = unique("app"), unique("worker")
     first = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
     writer.write(20)
-    _wait(lambda: len(first.events()) >= 20, 150, "20 delivered", first)
-    child = _child_of(first)
+    wait(lambda: len(first.events()) >= 20, 150, "20 delivered", first)
+    child = child_of(first)
     killed = time.monotonic()
     os.kill(child, signal.SIGKILL)
     # The multilang daemon notices a dead child when it next hands it records: then the JVM stops, non-zero.
     writer.write(20)
     assert first.process.wait(timeout=90) != 0
     second = start_worker(application, table, worker_id=worker_id, source=FAST_SMALL_BATCHES)
-    _wait(_covers(writer, second.events), 150, "all delivered", second)
+    wait(covers(writer, second.events), 150, "all delivered", second)
     recovery = time.monotonic() - killed
     assert second.stop() == 0
     check(
@@ -219,7 +142,7 @@ def test_two_workers_kill_9_of_the_lease_holder(dynamodb: Any, table: str, start
     }
     writer.write(20)
     every = lambda: _delivered([w.events() for w in workers.values()])
-    _wait(_covers(writer, every), 150, "first records delivered")
+    wait(covers(writer, every), 150, "first records delivered")
     (lease,) = lease_items(dynamodb, application).values()
     holder = workers[lease["leaseOwner"]["S"]]
     (survivor,) = (w for w in workers.values() if w is not holder)
@@ -228,7 +151,7 @@ def test_two_workers_kill_9_of_the_lease_holder(dynamodb: Any, table: str, start
     holder.kill()
     writer.write(20)
     # If the holder also led, its leader lock (engine.leader_lock_seconds, 20 s) lapses before leases move.
-    _wait(_covers(writer, every), 120, "takeover", survivor)
+    wait(covers(writer, every), 120, "takeover", survivor)
     recovery = time.monotonic() - killed
     assert survivor.stop() == 0
     assert recovery <= TAKEOVER_BOUND_SECONDS, f"takeover took {recovery:.1f} s"
@@ -247,13 +170,13 @@ def test_sink_down_then_back(dynamodb: Any, table: str, start_worker: StartWorke
     writer = Writer(dynamodb, table)
     down_until = time.monotonic() + 1e9
     receiver.answer = lambda n, body: (503, {}) if time.monotonic() < down_until else (200, {})
-    worker = start_worker(unique("app"), table, extra=(_webhook(receiver, max_retry_attempts=-1)))
+    worker = start_worker(unique("app"), table, extra=(webhook(receiver, max_retry_attempts=-1)))
     writer.write(30)
     worker.wait_for_log('"event":"delivery retry"', timeout=150)
     time.sleep(3)
     back = time.monotonic()
     down_until = back
-    _wait(_covers(writer, lambda: receiver.accepted), 120, "all delivered", worker)
+    wait(covers(writer, lambda: receiver.accepted), 120, "all delivered", worker)
     recovery = time.monotonic() - back
     assert worker.stop() == 0
     check("sink down then back", writer, receiver.accepted, application=worker.application, recovery_seconds=recovery)
@@ -270,9 +193,9 @@ def test_half_503_and_429_with_retry_after(
         return (503, {}) if n % 2 else (200, {})
 
     receiver.answer = answer
-    worker = start_worker(unique("app"), table, extra=(_webhook(receiver, max_retry_attempts=-1)))
+    worker = start_worker(unique("app"), table, extra=(webhook(receiver, max_retry_attempts=-1)))
     writer.write(30)
-    _wait(_covers(writer, lambda: receiver.accepted), 180, "all delivered", worker)
+    wait(covers(writer, lambda: receiver.accepted), 180, "all delivered", worker)
     assert worker.stop() == 0
     check("50 % 503 + 429 Retry-After", writer, receiver.accepted, application=worker.application)
 
@@ -283,11 +206,11 @@ def test_permanent_400_goes_to_the_destination(
     writer = Writer(dynamodb, table)
     receiver.answer = lambda n, body: (400, {}) if body["keys"]["productId"] == "k2" else (200, {})
     dead_letters = tmp_path / "dead-letters.jsonl"
-    config = {**(_webhook(receiver)), "on_failure": {"type": "file", "path": str(dead_letters)}}
+    config = {**(webhook(receiver)), "on_failure": {"type": "file", "path": str(dead_letters)}}
     worker = start_worker(unique("app"), table, extra=config)
     writer.write(25)
     letters = lambda: [json.loads(x) for x in dead_letters.read_text().splitlines()] if dead_letters.exists() else []
-    _wait(lambda: len(receiver.accepted) == 20 and len(letters()) == 5, 150, "20 delivered, 5 dead-lettered", worker)
+    wait(lambda: len(receiver.accepted) == 20 and len(letters()) == 5, 150, "20 delivered, 5 dead-lettered", worker)
     assert worker.stop() == 0
     assert all(x["error"]["class"] == "PermanentDeliveryError" and "400" in x["error"]["message"] for x in letters())
     check(
@@ -327,7 +250,7 @@ def test_poison_record_with_bisect(dynamodb: Any, table: str, start_worker: Star
         [json.loads(x) for x in delivered_path.read_text().splitlines()] if delivered_path.exists() else []
     )
     letters = lambda: [json.loads(x) for x in dead_letters.read_text().splitlines()] if dead_letters.exists() else []
-    _wait(lambda: len(handled()) + len(letters()) >= 17, 150, "all settled", worker)
+    wait(lambda: len(handled()) + len(letters()) >= 17, 150, "all settled", worker)
     assert worker.stop() == 0
     assert [x["record"]["dynamodb"]["NewImage"]["poison"] for x in letters()] == [{"S": "yes"}]
     check("poison record + bisect", writer, handled(), application=worker.application, dead_letters=letters())
@@ -373,7 +296,7 @@ def test_handler_batch_item_failures(dynamodb: Any, table: str, start_worker: St
     def records() -> list[dict[str, Any]]:
         return [json.loads(x) for x in handled.read_text().splitlines()] if handled.exists() else []
 
-    _wait(_covers(writer, lambda: [_as_plain(r) for r in records()]), 150, "all handled", worker)
+    wait(covers(writer, lambda: [_as_plain(r) for r in records()]), 150, "all handled", worker)
     assert worker.stop() == 0
     assert not dead_letters.exists()
     reported_ids = reported.read_text().split()
@@ -454,7 +377,7 @@ def test_oversize_record(dynamodb: Any, table: str, start_worker: StartWorker, t
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         return len(received) >= 8 and dead_letters.exists()
 
-    _wait(drained, 150, "8 delivered and the oversize record dead-lettered", worker)
+    wait(drained, 150, "8 delivered and the oversize record dead-lettered", worker)
     assert worker.stop() == 0
     letters = [json.loads(x) for x in dead_letters.read_text().splitlines()]
     assert [x["sink"] for x in letters] == [sink["name"]]
@@ -471,16 +394,16 @@ def test_maximum_record_age_exceeded(
     receiver.answer = lambda n, body: (503, {}) if down["now"] else (200, {})
     dead_letters = tmp_path / "dead-letters.jsonl"
     config = {
-        **(_webhook(receiver, max_retry_attempts=-1, max_record_age_seconds=3)),
+        **(webhook(receiver, max_retry_attempts=-1, max_record_age_seconds=3)),
         "on_failure": {"type": "file", "path": str(dead_letters)},
     }
     worker = start_worker(unique("app"), table, extra=config)
     writer.write(10)
     letters = lambda: [json.loads(x) for x in dead_letters.read_text().splitlines()] if dead_letters.exists() else []
-    _wait(lambda: len(letters()) == 10, 150, "the aged records dead-lettered", worker)
+    wait(lambda: len(letters()) == 10, 150, "the aged records dead-lettered", worker)
     down["now"] = False
     writer.write(10)
-    _wait(lambda: len(receiver.accepted) == 10, 150, "fresh records delivered", worker)
+    wait(lambda: len(receiver.accepted) == 10, 150, "fresh records delivered", worker)
     assert worker.stop() == 0
     assert all(x["error"]["class"] == "RecordTooOldError" for x in letters())
     check(
@@ -490,14 +413,6 @@ def test_maximum_record_age_exceeded(
         application=worker.application,
         dead_letters=letters(),
     )
-
-
-@pytest.fixture
-def lineage_url(moto: MotoServer) -> Iterator[str]:
-    """A moto server in this process with the shard-split hook; the session's server cannot split shards."""
-    del moto  # requested for the credentials and region it puts in the environment
-    with moto_lineage.serve() as url:
-        yield url
 
 
 def test_shard_end_parent_before_child(lineage_url: str, start_worker: StartWorker) -> None:
@@ -510,11 +425,11 @@ def test_shard_end_parent_before_child(lineage_url: str, start_worker: StartWork
     writer.write(15)
     # Split once the parent's lease is held and being read, with part of it still unread: the child's records
     # are there before the parent is finished.
-    _wait(lambda: len(worker.events()) >= 1, 150, "first records delivered", worker)
+    wait(lambda: len(worker.events()) >= 1, 150, "first records delivered", worker)
     split = time.monotonic()
     parent, child = moto_lineage.split_shard(table)
     writer.write(15)
-    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    wait(covers(writer, worker.events), 150, "all delivered", worker)
     recovery = time.monotonic() - split
     assert worker.stop() == 0
     leases = lease_items(dynamodb, application)
@@ -527,18 +442,6 @@ def test_shard_end_parent_before_child(lineage_url: str, start_worker: StartWork
         application=application,
         recovery_seconds=recovery,
     )
-
-
-def _child_of(worker: Worker) -> int:
-    """The pid of a `python -m consumer.processor` child of this worker's JVM."""
-    jvm = subprocess.run(["pgrep", "-P", str(worker.process.pid)], capture_output=True, text=True, check=False)
-    for jvm_pid in jvm.stdout.split():
-        children = subprocess.run(
-            ["pgrep", "-P", jvm_pid, "-f", "consumer.processor"], capture_output=True, text=True, check=False
-        )
-        if children.stdout.split():
-            return int(children.stdout.split()[0])
-    pytest.fail(f"no child process found under worker {worker.worker_id}")
 
 
 def test_sigterm_at_shard_end_while_the_sink_is_down(
@@ -556,7 +459,7 @@ def test_sigterm_at_shard_end_while_the_sink_is_down(
     down = {"now": True}
     receiver.answer = lambda n, body: (503, {}) if down["now"] else (200, {})
     application, worker_id = unique("app"), unique("worker")
-    config = _webhook(receiver, max_retry_attempts=-1)
+    config = webhook(receiver, max_retry_attempts=-1)
     source = {"endpoint_url": lineage_url, **FAST_SMALL_BATCHES}
     worker = start_worker(application, table, worker_id=worker_id, source=source, extra=config)
     worker.wait_for_log('"event":"delivery retry"', timeout=150)
@@ -566,7 +469,7 @@ def test_sigterm_at_shard_end_while_the_sink_is_down(
     assert lease_items(dynamodb, application)[parent]["checkpoint"]["S"] != "SHARD_END"
     down["now"] = False
     again = start_worker(application, table, worker_id=worker_id, source=source, extra=config)
-    _wait(_covers(writer, lambda: receiver.accepted), 150, "all delivered", again)
+    wait(covers(writer, lambda: receiver.accepted), 150, "all delivered", again)
     recovery = time.monotonic() - stopped
     assert again.stop() == 0
     assert lease_items(dynamodb, application)[parent]["checkpoint"]["S"] == "SHARD_END"
@@ -586,7 +489,7 @@ def test_idle_graceful_stop_with_a_short_grace(dynamodb: Any, table: str, start_
     application, worker_id = unique("app"), unique("worker")
     worker = start_worker(application, table, worker_id=worker_id, extra={"shutdown_grace_seconds": 5})
     writer.write(10)
-    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    wait(covers(writer, worker.events), 150, "all delivered", worker)
     time.sleep(2)  # idle: nothing in flight
     stopped = time.monotonic()
     assert worker.stop(timeout=30) == 0, worker.tail()
@@ -595,7 +498,7 @@ def test_idle_graceful_stop_with_a_short_grace(dynamodb: Any, table: str, start_
     assert "of the 5000 ms grace" in worker.log()
     writer.write(5)
     again = start_worker(application, table, worker_id=worker_id, extra={"shutdown_grace_seconds": 5})
-    _wait(_covers(writer, again.events), 150, "all delivered after the restart", again)
+    wait(covers(writer, again.events), 150, "all delivered after the restart", again)
     assert again.stop(timeout=30) == 0
     check(
         "idle stop, 5 s grace",
@@ -612,19 +515,19 @@ def test_dry_run_leaves_the_real_positions_alone(dynamodb: Any, table: str, star
     application, worker_id = unique("app"), unique("worker")
     first = start_worker(application, table, worker_id=worker_id)
     writer.write(10)
-    _wait(_covers(writer, first.events), 150, "first records delivered", first)
+    wait(covers(writer, first.events), 150, "first records delivered", first)
     assert first.stop() == 0
     before = lease_items(dynamodb, application)
     writer.write(10)
     dry = start_worker(application, table, args=("--dry-run",))
-    _wait(lambda: dry.log().count('"event":"would send"') >= 2 * 20, 150, "the dry run read everything", dry)
+    wait(lambda: dry.log().count('"event":"would send"') >= 2 * 20, 150, "the dry run read everything", dry)
     assert dry.stop() == 0
     assert not dry.events()  # the file sink received nothing
     assert lease_items(dynamodb, application) == before
     left = [name for name in dynamodb.list_tables()["TableNames"] if name.startswith(f"{application}-dryrun-")]
     assert left == [], f"the dry run's tables were not deleted: {left}"
     again = start_worker(application, table, worker_id=worker_id)
-    _wait(_covers(writer, again.events), 150, "all delivered by the real run", again)
+    wait(covers(writer, again.events), 150, "all delivered by the real run", again)
     assert again.stop() == 0
     check("dry run, then the real run", writer, again.events(), application=application)
 
@@ -636,7 +539,7 @@ def test_lease_table_deleted_while_stopped(dynamodb: Any, table: str, start_work
     first = start_worker(application, table, worker_id=worker_id, starting_position="LATEST")
     first.wait_for_log('"event":"shard started"', timeout=150)
     writer.write(10)
-    _wait(_covers(writer, first.events), 150, "first records delivered", first)
+    wait(covers(writer, first.events), 150, "first records delivered", first)
     assert first.stop() == 0
     writer.write(10)  # written while the service is down
     dynamodb.delete_table(TableName=application)
@@ -651,7 +554,7 @@ def test_lease_table_deleted_while_stopped(dynamodb: Any, table: str, start_work
         starting_position="LATEST",
         args=("--starting-position", "TRIM_HORIZON"),
     )
-    _wait(_covers(writer, chosen.events), 150, "all delivered from TRIM_HORIZON", chosen)
+    wait(covers(writer, chosen.events), 150, "all delivered from TRIM_HORIZON", chosen)
     assert chosen.stop() == 0
     check(
         "lease table deleted while stopped",
@@ -678,9 +581,9 @@ def test_latest_writes_right_after_readiness_are_delivered(
     writer = Writer(dynamodb, table)
     application = unique("app")
     worker = start_worker(application, table, starting_position="LATEST")
-    ready_after = _wait(lambda: _ready(worker), 150, "/readyz 200", worker)
+    ready_after = wait(lambda: _ready(worker), 150, "/readyz 200", worker)
     writer.write(10)
-    _wait(_covers(writer, worker.events), 150, "all delivered", worker)
+    wait(covers(writer, worker.events), 150, "all delivered", worker)
     assert worker.stop() == 0
     check(
         "LATEST: writes right after readiness",
@@ -709,7 +612,7 @@ def test_get_records_throttled_for_a_while(lineage_url: str, start_worker: Start
     application = unique("app")
     worker = start_worker(application, table, source={"endpoint_url": lineage_url, **FAST_SMALL_BATCHES})
     writer.write(20)
-    _wait(_covers(writer, worker.events), 150, "first records delivered", worker)
+    wait(covers(writer, worker.events), 150, "first records delivered", worker)
     moto_lineage.throttle_get_records(20)
     throttled = time.monotonic()
     try:
@@ -717,7 +620,7 @@ def test_get_records_throttled_for_a_while(lineage_url: str, start_worker: Start
     finally:
         moto_lineage.throttle_get_records(0)
     assert worker.process.poll() is None, "the worker stopped under throttling\n" + worker.tail()
-    _wait(_covers(writer, worker.events), 150, "all delivered after the throttling", worker)
+    wait(covers(writer, worker.events), 150, "all delivered after the throttling", worker)
     recovery = time.monotonic() - throttled
     assert worker.stop() == 0
     check(
@@ -739,7 +642,7 @@ def test_rolling_restart_of_two_workers(lineage_url: str, start_worker: StartWor
     workers = {worker_id: start_worker(application, table, worker_id=worker_id, source=source) for worker_id in ids}
     writing = writer.write_in_background(120, per_second=4)
     every = lambda: _delivered([w.events() for w in workers.values()])
-    _wait(lambda: len(every()) >= 20, 150, "first records delivered")
+    wait(lambda: len(every()) >= 20, 150, "first records delivered")
     started = time.monotonic()
     for worker_id in ids:
         assert workers[worker_id].stop() == 0, workers[worker_id].tail()
@@ -747,7 +650,7 @@ def test_rolling_restart_of_two_workers(lineage_url: str, start_worker: StartWor
         workers[worker_id].wait_for_log('"event":"http endpoints"', timeout=60)
         time.sleep(10)  # let the restarted worker take leases back before the next one goes
     writing.join()
-    _wait(_covers(writer, every), 180, "all delivered after the rolling restart")
+    wait(covers(writer, every), 180, "all delivered after the rolling restart")
     recovery = time.monotonic() - started
     for worker in workers.values():
         assert worker.stop() == 0
