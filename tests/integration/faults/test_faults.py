@@ -8,7 +8,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from harness import Worker, leader, lease_items, unique
 from oracle import Writer, check
 from support import BATCH, FAST_SMALL_BATCHES, Receiver, StartWorker, child_of, covers, wait, webhook
 
-from consumer.local import LOCAL_REGION, create_streamed_table
+from consumer.local import LOCAL_REGION, MotoServer, create_streamed_table
 
 pytestmark = [pytest.mark.engine, pytest.mark.faults, pytest.mark.timeout(420)]
 
@@ -663,4 +663,54 @@ def test_rolling_restart_of_two_workers(lineage_url: str, start_worker: StartWor
         max_duplicates=2 * 2 * BATCH,  # a lease handed over may repeat up to one batch, per shard and restart
         recovery_seconds=recovery,
         streams=[w.events() for w in workers.values()],
+    )
+
+
+@pytest.fixture
+def own_moto(tmp_path: Path) -> Iterator[MotoServer]:
+    """A moto server of this scenario's own, so that pausing it leaves the session's server alone."""
+    server = MotoServer(log_path=tmp_path / "own-moto.log").start()
+    yield server
+    if server._process is not None:
+        os.kill(server._process.pid, signal.SIGCONT)  # never leave a stopped process behind
+    server.stop()
+
+
+def test_dynamodb_endpoint_paused_for_30_s(own_moto: MotoServer, start_worker: StartWorker) -> None:
+    """The endpoint (streams, the table, the lease table) stops answering for 30 s mid-stream: reads, checkpoints and
+    lease renewals all hang or fail. Whatever the worker does meanwhile (a child may exit on a checkpoint it could not
+    write, which stops the worker as a crash does), after a restart by the orchestrator nothing is lost."""
+    assert own_moto._process is not None
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=own_moto.url)
+    table = unique("paused")
+    create_streamed_table(dynamodb, table)
+    writer = Writer(dynamodb, table)
+    application, worker_id = unique("app"), unique("worker")
+    source = {"endpoint_url": own_moto.url, **FAST_SMALL_BATCHES}
+    worker = start_worker(application, table, worker_id=worker_id, source=source)
+    writing = writer.write_in_background(60, per_second=10)
+    wait(lambda: len(worker.events()) >= 10, 150, "first records delivered", worker)
+    os.kill(own_moto._process.pid, signal.SIGSTOP)
+    paused = time.monotonic()
+    time.sleep(30)
+    os.kill(own_moto._process.pid, signal.SIGCONT)
+    writing.join()
+    restarts = 0
+    deadline = time.monotonic() + 180
+    while not covers(writer, worker.events)() and time.monotonic() < deadline:
+        if worker.process.poll() is not None:  # the orchestrator's part: start it again
+            restarts += 1
+            worker = start_worker(application, table, worker_id=worker_id, source=source)
+        time.sleep(0.5)
+    wait(covers(writer, worker.events), 5, "all delivered after the pause", worker)
+    recovery = time.monotonic() - paused - 30
+    assert worker.stop() == 0
+    assert restarts <= 1, f"{restarts} restarts: a crash loop"
+    check(
+        f"DynamoDB endpoint paused 30 s ({restarts} restart)",
+        writer,
+        worker.events(),
+        application=application,
+        max_duplicates=BATCH,
+        recovery_seconds=recovery,
     )
