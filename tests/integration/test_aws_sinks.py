@@ -15,7 +15,13 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 
 from consumer.config import EventBridgeSinkConfig, SnsSinkConfig, SqsSinkConfig
 from consumer.decode import StreamContext, decode_record
-from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError, TransientDeliveryError
+from consumer.errors import (
+    DeliveryError,
+    NotSentError,
+    PermanentDeliveryError,
+    ThrottledError,
+    TransientDeliveryError,
+)
 from consumer.local import LOCAL_REGION, MotoServer, free_port
 from consumer.payloads import dumps, plain
 from consumer.sinks import aws, eventbridge, registry, sns, sqs
@@ -308,7 +314,7 @@ def test_sqs_entry_rejected_by_the_service_fails_alone_and_later_chunks_wait(
     failures = sink.send(batch)
 
     assert [f.message for f in failures] == [batch[3], batch[10], batch[11]]
-    assert kinds(failures) == [PermanentDeliveryError, TransientDeliveryError, TransientDeliveryError]
+    assert kinds(failures) == [PermanentDeliveryError, NotSentError, NotSentError]
     assert "InvalidParameterValue" in str(failures[0].error)
     assert "not sent" in str(failures[1].error)
     received = drain(sqs_client, url, 9)
@@ -337,7 +343,7 @@ def test_unreachable_endpoint_is_transient_for_every_message(context: StreamCont
     failures = sink.send(batch)
 
     assert [f.message for f in failures] == batch
-    assert kinds(failures) == [TransientDeliveryError] * 13
+    assert kinds(failures) == [TransientDeliveryError] * 10 + [NotSentError] * 3
     assert "EndpointConnectionError" in str(failures[0].error)
     assert "not sent" in str(failures[12].error)
     assert len(calls) == 1  # the second chunk waits for the first
@@ -668,7 +674,7 @@ def test_a_throttled_chunk_holds_back_the_later_chunks(context: StreamContext) -
 
     assert sent == [10, 10]
     assert [f.message for f in failures] == batch[10:]
-    assert kinds(failures) == [ThrottledError] * 10 + [TransientDeliveryError] * 5
+    assert kinds(failures) == [ThrottledError] * 10 + [NotSentError] * 5
     assert "ThrottlingException" in str(failures[0].error)
     assert "not sent" in str(failures[10].error)
 
