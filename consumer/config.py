@@ -35,6 +35,38 @@ MAX_ALIAS_EXPANSION = 10_000
 # KCL application names become DynamoDB table names (plus -CoordinatorState / -WorkerMetricStats suffixes).
 _NUMERIC_KCL_PROPERTY = re.compile(r"(Millis|Seconds|Attempts|Threads|Count|Capacity|Percentage|Frequency|Records)$")
 _KCL_PROPERTY_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9.]*$")
+# Properties the supervisor renders from the config; engine.kcl_properties may not override them. The table names
+# are here because the service finds its positions by the application name (the start-up check that a lost lease
+# table is noticed, --dry-run's throw-away tables): a renamed table would defeat both.
+SERVICE_KCL_PROPERTIES = frozenset(
+    {
+        "executableName",
+        "processingLanguage",
+        "applicationName",
+        "streamName",
+        "dynamoDbStreamArn",
+        "regionName",
+        "AwsCredentialsProvider",
+        "initialPositionInStream",
+        "maxRecords",
+        "idleTimeBetweenReadsInMillis",
+        "shutdownGraceMillis",
+        "workerId",
+        "dynamoDBEndpoint",
+        "dynamoDBStreamsEndpoint",
+        "cloudWatchEndpoint",
+        "streamsMaxAttempts",
+        "leaderLockMillis",
+        "timeoutInSeconds",
+        "engineStateFile",
+        "trimmedGapsFile",
+        "onTrimmed",
+        "callProcessRecordsEvenForEmptyRecordList",
+        "tableName",
+        "coordinatorStateTableName",
+        "workerMetricsTableName",
+    }
+)
 _APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
 # A DNS name as the HTTP client sends it (IDNA-encoded); anything else would only ever fail to resolve.
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")
@@ -417,6 +449,12 @@ class EngineConfig(_Frozen):
         malformed = [key for key in value if not _KCL_PROPERTY_KEY.match(key)]
         if malformed:
             raise ValueError(f"not KCL property names: {', '.join(sorted(malformed))}")
+        # Compared without case and past any dotted prefix: the KCL's bean parser accepts
+        # `coordinatorStateConfig.coordinatorStateTableName` as well as the bare name.
+        owned = {name.lower(): name for name in SERVICE_KCL_PROPERTIES}
+        clashes = sorted(key for key in value if key.rsplit(".", 1)[-1].lower() in owned)
+        if clashes:
+            raise ValueError(f"set by the service, not here: {', '.join(clashes)}")
         return value
 
 

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from consumer.aws import check_position_kept, delete_tables, resolve_stream_arn
-from consumer.config import Config, HandlerSinkConfig
+from consumer.config import SERVICE_KCL_PROPERTIES, Config, HandlerSinkConfig
 from consumer.deadletter import check_destination
 from consumer.decode import table_of
 from consumer.errors import StartupError
@@ -55,34 +55,6 @@ _KILL_BACKSTOP_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 # The bridge's exit status when a shard's position was older than the stream's retention and on_trimmed is fail.
 EXIT_TRIMMED = 4
-
-# Properties the supervisor renders from the config; engine.kcl_properties may not override them.
-RENDERED_KEYS = frozenset(
-    {
-        "executableName",
-        "processingLanguage",
-        "applicationName",
-        "streamName",
-        "dynamoDbStreamArn",
-        "regionName",
-        "AwsCredentialsProvider",
-        "initialPositionInStream",
-        "maxRecords",
-        "idleTimeBetweenReadsInMillis",
-        "shutdownGraceMillis",
-        "workerId",
-        "dynamoDBEndpoint",
-        "dynamoDBStreamsEndpoint",
-        "cloudWatchEndpoint",
-        "streamsMaxAttempts",
-        "leaderLockMillis",
-        "timeoutInSeconds",
-        "engineStateFile",
-        "trimmedGapsFile",
-        "onTrimmed",
-        "callProcessRecordsEvenForEmptyRecordList",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +133,8 @@ def render_properties(
         for key in ("dynamoDBEndpoint", "dynamoDBStreamsEndpoint", "cloudWatchEndpoint"):
             values[key] = source.endpoint_url
     overrides = dict(config.engine.kcl_properties)
-    clashes = sorted(RENDERED_KEYS & overrides.keys())
+    # The config model refuses these already; a Config built around it (model_copy) must not slip one through.
+    clashes = sorted(SERVICE_KCL_PROPERTIES & overrides.keys())
     if clashes:
         raise StartupError(f"engine.kcl_properties: set by the service, not here: {', '.join(clashes)}")
     values.update(overrides)

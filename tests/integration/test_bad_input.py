@@ -143,3 +143,20 @@ def test_kcl_property_the_service_owns(tmp_path: Path, moto: MotoServer, table: 
     _assert_clear_failure(
         status, stderr, elapsed, "engine.kcl_properties: set by the service, not here: applicationName"
     )
+    assert status == 2  # a configuration error, which check-config reports too
+
+
+def test_kcl_table_name_is_refused_by_check_config_as_by_run(tmp_path: Path, moto: MotoServer, table: str) -> None:
+    config = {**_config(moto, table_name=table), "engine": {"kcl_properties": {"tableName": "prod-leases"}}}
+    path = tmp_path / "checked.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    checked = subprocess.run(
+        [sys.executable, "-m", "consumer", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_environment(),
+        check=False,
+    )
+    assert checked.returncode == 2
+    assert "engine.kcl_properties: set by the service, not here: tableName" in checked.stderr

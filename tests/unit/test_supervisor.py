@@ -52,8 +52,8 @@ def test_leader_lock_and_processing_timeout_are_rendered_in_the_units_the_engine
     props = _properties(render_properties(config, ARN, "w", "/p"))  # type: ignore[arg-type]
     assert props["leaderLockMillis"] == "7500"
     assert props["timeoutInSeconds"] == "600"
-    with pytest.raises(StartupError, match="set by the service, not here: timeoutInSeconds"):
-        render_properties(_config(kcl_properties={"timeoutInSeconds": 5}), ARN, "w", "/p")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="set by the service, not here: timeoutInSeconds"):
+        _config(kcl_properties={"timeoutInSeconds": 5})
 
 
 def test_extra_kcl_properties_are_passed_and_owned_ones_refused() -> None:
@@ -61,8 +61,22 @@ def test_extra_kcl_properties_are_passed_and_owned_ones_refused() -> None:
         render_properties(_config(kcl_properties={"failoverTimeMillis": 5000}), ARN, "w", "/p")  # type: ignore[arg-type]
     )
     assert props["failoverTimeMillis"] == "5000"
-    with pytest.raises(StartupError, match="set by the service, not here: workerId"):
-        render_properties(_config(kcl_properties={"workerId": "x"}), ARN, "w", "/p")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"engine\.kcl_properties: set by the service, not here: workerId"):
+        _config(kcl_properties={"workerId": "x"})
+
+
+def test_the_kcl_table_names_are_the_application_name_and_cannot_be_renamed() -> None:
+    # A renamed lease table would make a dry run write the real positions, and the lost-positions check at start
+    # look at the wrong table and refuse every restart.
+    for key in (
+        "tableName",
+        "coordinatorStateTableName",
+        "workerMetricsTableName",
+        "coordinatorStateConfig.coordinatorStateTableName",
+        "TABLENAME",
+    ):
+        with pytest.raises(ConfigError, match=f"set by the service, not here: {key}"):
+            _config(kcl_properties={key: "production-leases"})
 
 
 def test_the_trimmed_policy_and_the_gaps_file_are_rendered_and_owned(tmp_path: Path) -> None:
@@ -73,8 +87,8 @@ def test_the_trimmed_policy_and_the_gaps_file_are_rendered_and_owned(tmp_path: P
     failing = _config({"on_trimmed": "fail"})
     assert _properties(render_properties(failing, ARN, "w", "/p"))["onTrimmed"] == "fail"  # type: ignore[arg-type]
     for key in ("onTrimmed", "trimmedGapsFile"):
-        with pytest.raises(StartupError, match=f"set by the service, not here: {key}"):
-            render_properties(_config(kcl_properties={key: "x"}), ARN, "w", "/p")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=f"set by the service, not here: {key}"):
+            _config(kcl_properties={key: "x"})
     with pytest.raises(ConfigError, match=r"source\.on_trimmed"):
         _config({"on_trimmed": "skip"})
 
