@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -71,6 +72,9 @@ import software.amazon.kinesis.coordinator.WorkerStateChangeListener;
 import software.amazon.kinesis.leases.Lease;
 import software.amazon.kinesis.leases.LeaseCoordinator;
 import software.amazon.kinesis.leases.LeaseManagementConfig;
+import software.amazon.kinesis.leases.exceptions.DependencyException;
+import software.amazon.kinesis.leases.exceptions.InvalidStateException;
+import software.amazon.kinesis.leases.exceptions.ProvisionedThroughputException;
 import software.amazon.kinesis.lifecycle.LifecycleConfig;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
 import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
@@ -127,6 +131,7 @@ public final class StreamsBridge {
     private static final long SCHEDULER_WIND_DOWN_MILLIS = 2000;
     private static final long SHUTDOWN_POLL_MILLIS = 100;
     private static volatile LeaseCoordinator leaseCoordinator;
+    private static volatile LatestPins latestPins;
     // Shards whose child has been initialised, which the KCL does only after it got the shard's iterator: from
     // then on the shard's position is fixed, and what is written to it will be read.
     private static final Set<String> POSITIONED = ConcurrentHashMap.newKeySet();
@@ -275,9 +280,11 @@ public final class StreamsBridge {
             throw new IllegalArgumentException("onTrimmed must be continue or fail, not " + onTrimmed);
         }
         String gapsFile = raw.getProperty("trimmedGapsFile", "").trim();
-        TrimmedGapWatch streams = new TrimmedGapWatch(streamsBuilder.build(), onTrimmed.equals("fail"),
+        TrimmedGapWatch trimmedGapWatch = new TrimmedGapWatch(streamsBuilder.build(), onTrimmed.equals("fail"),
                 gapsFile.isEmpty() ? null : Paths.get(gapsFile));
-        AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(streams, region);
+        LatestPins pins = new LatestPins(trimmedGapWatch, streamArn);
+        latestPins = pins;
+        AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(pins, region);
 
         DynamoDbAsyncClientBuilder dynamoBuilder =
                 DynamoDbAsyncClient.builder().region(region).credentialsProvider(credentials);
@@ -447,6 +454,11 @@ public final class StreamsBridge {
         @Override
         public void initialize(InitializationInput input) {
             shardId = input.shardId();
+            if (ExtendedSequenceNumber.LATEST.equals(input.extendedSequenceNumber())) {
+                // Before the child starts: a failure here makes the KCL retry the initialisation, so no record of
+                // this shard is handed over while its lease still says LATEST.
+                pinLatest();
+            }
             // During a stop the scheduler may start a consumer again for a lease it still holds: such a child has
             // checkpointed nothing the stop must wait for, and whatever it reads it may leave unsettled.
             if (!SHUTTING_DOWN.get()) {
@@ -454,6 +466,42 @@ public final class StreamsBridge {
             }
             delegate.initialize(input);
             POSITIONED.add(shardId);
+        }
+
+        /**
+         * Writes the position LATEST resolved to into the lease, in place of the LATEST sentinel. Left as LATEST
+         * until the child's first checkpoint, the lease would be resolved again by whoever reads the shard next (a
+         * restart, a lease moving to another worker), skipping what was written in between without a word.
+         */
+        private void pinLatest() {
+            LatestPins pins = latestPins;
+            LeaseCoordinator coordinator = leaseCoordinator;
+            if (pins == null || coordinator == null) {
+                return;
+            }
+            ExtendedSequenceNumber pin = pins.resolve(shardId);
+            if (pin == null) {
+                return; // a shard too long to scan: its first checkpoint fixes it (LatestPins says why)
+            }
+            Lease held = coordinator.getCurrentlyHeldLease(shardId);
+            if (held == null) {
+                throw new IllegalStateException("shard " + shardId + ": lease not held while fixing its LATEST position");
+            }
+            held.checkpoint(pin);
+            held.pendingCheckpoint(null);
+            held.pendingCheckpointState(null);
+            try {
+                if (!coordinator.updateLease(held, held.concurrencyToken(), "PinLatest", shardId)) {
+                    throw new IllegalStateException("shard " + shardId + ": lease lost while fixing its LATEST position");
+                }
+            } catch (DependencyException | InvalidStateException | ProvisionedThroughputException e) {
+                throw new IllegalStateException("shard " + shardId + ": cannot write its LATEST position: "
+                        + rootMessage(e), e);
+            }
+            log.info("shard {} starts at LATEST: position fixed in the lease as {}", shardId,
+                    ExtendedSequenceNumber.TRIM_HORIZON.equals(pin)
+                            ? "TRIM_HORIZON (the shard held no record)"
+                            : "after sequence number " + pin.sequenceNumber());
         }
 
         @Override
@@ -593,16 +641,132 @@ public final class StreamsBridge {
      * (onTrimmed = continue) or stops the JVM before anything past the gap is read (fail), so that the checkpoint
      * stays where it was.
      */
-    static final class TrimmedGapWatch implements DynamoDbStreamsClient {
+    /** A DynamoDB Streams client that passes every call on; subclasses change the few they need to. */
+    abstract static class DelegatingStreamsClient implements DynamoDbStreamsClient {
+        protected final DynamoDbStreamsClient delegate;
+
+        DelegatingStreamsClient(DynamoDbStreamsClient delegate) {
+            this.delegate = delegate;
+        }
+
+        @Override
+        public GetShardIteratorResponse getShardIterator(GetShardIteratorRequest request) {
+            return delegate.getShardIterator(request);
+        }
+
+        @Override
+        public GetRecordsResponse getRecords(GetRecordsRequest request) {
+            return delegate.getRecords(request);
+        }
+
+        @Override
+        public DescribeStreamResponse describeStream(DescribeStreamRequest request) {
+            return delegate.describeStream(request);
+        }
+
+        @Override
+        public ListStreamsResponse listStreams(ListStreamsRequest request) {
+            return delegate.listStreams(request);
+        }
+
+        @Override
+        public DynamoDbStreamsServiceClientConfiguration serviceClientConfiguration() {
+            return delegate.serviceClientConfiguration();
+        }
+
+        @Override
+        public String serviceName() {
+            return delegate.serviceName();
+        }
+
+        @Override
+        public void close() {
+            delegate.close();
+        }
+    }
+
+    /**
+     * Resolves LATEST once per shard to a position that can be written into the lease: after the last record the
+     * shard holds now, or TRIM_HORIZON if it holds none. DynamoDB Streams has no other way to name "now": a LATEST
+     * iterator carries no sequence number. The engine's own LATEST request gets an iterator at the same position,
+     * so what it reads and what the lease says agree, whichever comes first.
+     *
+     * <p>Finding the last record reads the shard once from its oldest record. A shard longer than SCAN_PAGES pages
+     * keeps the engine's plain LATEST: such a shard is busy, and its first checkpoint, moments later, fixes it.
+     */
+    static final class LatestPins extends DelegatingStreamsClient {
+        static final int SCAN_PAGES = 1000;
+        // Empty pages before the first record: DynamoDB Streams may answer some even when records follow.
+        private static final int EMPTY_PAGES_BEFORE_ANY_RECORD = 3;
+        private final Map<String, Optional<ExtendedSequenceNumber>> resolved = new ConcurrentHashMap<>();
+        private final String streamArn;
+
+        LatestPins(DynamoDbStreamsClient delegate, String streamArn) {
+            super(delegate);
+            this.streamArn = streamArn;
+        }
+
+        @Override
+        public GetShardIteratorResponse getShardIterator(GetShardIteratorRequest request) {
+            if (request.shardIteratorType() != ShardIteratorType.LATEST) {
+                return delegate.getShardIterator(request);
+            }
+            ExtendedSequenceNumber pin = resolve(request.shardId());
+            if (pin == null) {
+                return delegate.getShardIterator(request);
+            }
+            GetShardIteratorRequest.Builder fixed = request.toBuilder();
+            if (ExtendedSequenceNumber.TRIM_HORIZON.equals(pin)) {
+                fixed.shardIteratorType(ShardIteratorType.TRIM_HORIZON).sequenceNumber(null);
+            } else {
+                fixed.shardIteratorType(ShardIteratorType.AFTER_SEQUENCE_NUMBER).sequenceNumber(pin.sequenceNumber());
+            }
+            return delegate.getShardIterator(fixed.build());
+        }
+
+        /** The position LATEST stands for on this shard, or null when the shard is too long to scan. */
+        ExtendedSequenceNumber resolve(String shardId) {
+            // A failed scan is not remembered: it throws, and the engine's retry scans again.
+            return resolved.computeIfAbsent(shardId, id -> Optional.ofNullable(scan(id))).orElse(null);
+        }
+
+        private ExtendedSequenceNumber scan(String shardId) {
+            String iterator = delegate.getShardIterator(GetShardIteratorRequest.builder()
+                    .streamArn(streamArn)
+                    .shardId(shardId)
+                    .shardIteratorType(ShardIteratorType.TRIM_HORIZON)
+                    .build()).shardIterator();
+            String last = null;
+            int emptyPages = 0;
+            for (int page = 0; iterator != null; page++) {
+                if (page == SCAN_PAGES) {
+                    log.warn("shard {} starts at LATEST and holds more than {} pages of records: its position is "
+                            + "fixed by its first checkpoint, not now", shardId, SCAN_PAGES);
+                    return null;
+                }
+                GetRecordsResponse response = delegate.getRecords(
+                        GetRecordsRequest.builder().shardIterator(iterator).build());
+                if (response.hasRecords() && !response.records().isEmpty()) {
+                    last = response.records().get(response.records().size() - 1).dynamodb().sequenceNumber();
+                    emptyPages = 0;
+                } else if (last != null || ++emptyPages >= EMPTY_PAGES_BEFORE_ANY_RECORD) {
+                    break; // the end of what the shard holds now
+                }
+                iterator = response.nextShardIterator();
+            }
+            return last == null ? ExtendedSequenceNumber.TRIM_HORIZON : new ExtendedSequenceNumber(last);
+        }
+    }
+
+    static final class TrimmedGapWatch extends DelegatingStreamsClient {
         // Pages read from TRIM_HORIZON to find the oldest record: DynamoDB Streams may answer empty pages first.
         private static final int OLDEST_RECORD_PAGES = 5;
-        private final DynamoDbStreamsClient delegate;
         private final boolean fail;
         private final Path gapsFile;
         private final Set<String> reported = ConcurrentHashMap.newKeySet();
 
         TrimmedGapWatch(DynamoDbStreamsClient delegate, boolean fail, Path gapsFile) {
-            this.delegate = delegate;
+            super(delegate);
             this.fail = fail;
             this.gapsFile = gapsFile;
         }
@@ -708,36 +872,6 @@ public final class StreamsBridge {
                 log.warn("cannot write the trimmed gaps file {}: {}", gapsFile, e.getMessage());
             }
         }
-
-        @Override
-        public GetRecordsResponse getRecords(GetRecordsRequest request) {
-            return delegate.getRecords(request);
-        }
-
-        @Override
-        public DescribeStreamResponse describeStream(DescribeStreamRequest request) {
-            return delegate.describeStream(request);
-        }
-
-        @Override
-        public ListStreamsResponse listStreams(ListStreamsRequest request) {
-            return delegate.listStreams(request);
-        }
-
-        @Override
-        public DynamoDbStreamsServiceClientConfiguration serviceClientConfiguration() {
-            return delegate.serviceClientConfiguration();
-        }
-
-        @Override
-        public String serviceName() {
-            return delegate.serviceName();
-        }
-
-        @Override
-        public void close() {
-            delegate.close();
-        }
     }
 
     /**
@@ -745,10 +879,11 @@ public final class StreamsBridge {
      * answers, and whether every position is fixed: "STARTED 1732870000123 positioned". The supervisor's /readyz
      * waits for STARTED and positioned; its /healthz fails when the time stops moving (a hung JVM).
      *
-     * <p>Positioned means that the lease table lists the stream's shards, that every shard not yet ended has an
-     * owner, and that every shard this worker owns has its iterator. Before that, a shard starting at LATEST would
-     * skip what is written now: a deploy that waits for readiness and then writes must see its writes delivered.
-     * Once positioned, the worker stays so (the lease table is not scanned again).
+     * <p>Positioned means that the lease table lists the stream's shards and that no lease says LATEST any more:
+     * each names a sequence number, TRIM_HORIZON or SHARD_END (a worker that took a LATEST lease writes the
+     * position it resolved to, see LatestPins). Before that, a shard starting at LATEST would skip what is written
+     * now: a deploy that waits for readiness and then writes must see its writes delivered. Once positioned, the
+     * worker stays so (the lease table is not scanned again).
      */
     static final class EngineStateFile implements WorkerStateChangeListener {
         private final Path path;
@@ -784,7 +919,7 @@ public final class StreamsBridge {
             if (!positioned && state == WorkerState.STARTED) {
                 positioned = everyPositionFixed();
                 if (positioned) {
-                    log.info("every shard has an owner and this worker's shards have their iterators: ready");
+                    log.info("every shard's position is fixed in the lease table: ready");
                 }
             }
             write();
@@ -806,14 +941,13 @@ public final class StreamsBridge {
                 return false; // the first shard sync has not created the leases yet
             }
             for (Lease lease : leases) {
-                if (ExtendedSequenceNumber.SHARD_END.equals(lease.checkpoint())) {
-                    continue;
+                if (!ExtendedSequenceNumber.LATEST.equals(lease.checkpoint())) {
+                    continue; // a sequence number, TRIM_HORIZON or SHARD_END: whoever reads the shard starts there
                 }
-                String owner = lease.leaseOwner();
-                if (owner == null || owner.isEmpty()) {
-                    return false;
-                }
-                if (owner.equals(workerId) && !POSITIONED.contains(lease.leaseKey())) {
+                // Still LATEST: the position is fixed only once a worker resolved it, which then writes it into the
+                // lease. An owner is not enough (it may be a stopped worker whose lease has not expired yet); only
+                // this worker's own shards, too long to pin (see LatestPins), count once their iterator is taken.
+                if (!workerId.equals(lease.leaseOwner()) || !POSITIONED.contains(lease.leaseKey())) {
                     return false;
                 }
             }

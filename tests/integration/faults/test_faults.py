@@ -8,6 +8,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import boto3
 import moto_lineage
 import pytest
-from harness import Worker, leader, lease_items, unique
+from harness import Worker, checkpoints, leader, lease_items, unique
 from oracle import Writer, check
 from support import BATCH, FAST_SMALL_BATCHES, Receiver, StartWorker, child_of, covers, wait, webhook
 
@@ -591,6 +592,81 @@ def test_latest_writes_right_after_readiness_are_delivered(
         worker.events(),
         application=application,
         recovery_seconds=ready_after,
+    )
+
+
+def test_latest_positions_survive_a_restart_before_the_first_write(lineage_url: str, start_worker: StartWorker) -> None:
+    """A new application at LATEST is stopped before anything is written, and records are written while it is down:
+    the restart delivers them. The position LATEST resolved to is written into each lease when the shard is taken,
+    so a restart (or another worker) starts there, not at a new LATEST. Two shards: one holding records from before
+    the first start (which LATEST skips, and which must stay skipped), one holding none."""
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    table = unique("latest")
+    create_streamed_table(dynamodb, table)
+    # Keys that the forked stream sends to its first child only: the second child starts empty.
+    earlier = [key for key in (f"earlier-{n}" for n in range(64)) if zlib.crc32(key.encode()) % 2 == 0][:6]
+    for key in earlier[:3]:
+        dynamodb.put_item(TableName=table, Item={"productId": {"S": key}, "version": {"N": "1"}})
+    moto_lineage.fork_shard(table)
+    for key in earlier[3:]:
+        dynamodb.put_item(TableName=table, Item={"productId": {"S": key}, "version": {"N": "1"}})
+    application = unique("app")
+    source = {"endpoint_url": lineage_url, **FAST_SMALL_BATCHES}
+
+    first = start_worker(application, table, starting_position="LATEST", source=source)
+    wait(lambda: _ready(first), 150, "/readyz 200", first)
+    assert first.stop() == 0
+    positions = checkpoints(dynamodb, application)
+    assert len(positions) == 2, positions
+    assert "LATEST" not in positions.values(), positions
+
+    writer = Writer(dynamodb, table, keys=8)
+    writer.write(20)  # no worker runs
+    stopped_writes_done = time.monotonic()
+    second = start_worker(application, table, starting_position="LATEST", source=source)
+    wait(covers(writer, second.events), 150, "the writes made while stopped delivered", second)
+    recovery = time.monotonic() - stopped_writes_done
+    writer.write(10)
+    wait(covers(writer, second.events), 150, "all delivered", second)
+    assert second.stop() == 0
+    delivered = first.events() + second.events()
+    assert not [e for e in delivered if str(e.get("keys", {}).get("productId", "")).startswith("earlier-")], (
+        "records from before the first start at LATEST were delivered"
+    )
+    check(
+        "LATEST: restart before the first write, two shards",
+        writer,
+        delivered,
+        application=application,
+        recovery_seconds=recovery,
+    )
+
+
+def test_latest_worker_killed_and_replaced_under_a_new_worker_id(
+    dynamodb: Any, table: str, start_worker: StartWorker
+) -> None:
+    """A new application at LATEST is killed (kill -9) once ready, before anything is written; its lease still names
+    the dead worker when a replacement with a new worker id starts. What was written while none ran, and what is
+    written once the replacement reports ready, are delivered."""
+    writer = Writer(dynamodb, table)
+    application = unique("app")
+    first = start_worker(application, table, starting_position="LATEST")
+    wait(lambda: _ready(first), 150, "/readyz 200", first)
+    first.kill()
+    writer.write(10)
+    second = start_worker(application, table, starting_position="LATEST")
+    started = time.monotonic()
+    wait(lambda: _ready(second), 150, "/readyz 200 on the replacement", second)
+    writer.write(10)
+    wait(covers(writer, second.events), 150, "all delivered", second)
+    recovery = time.monotonic() - started
+    assert second.stop() == 0
+    check(
+        "LATEST: killed, replaced under a new worker id",
+        writer,
+        first.events() + second.events(),
+        application=application,
+        recovery_seconds=recovery,
     )
 
 
