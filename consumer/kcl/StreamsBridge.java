@@ -25,7 +25,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -56,6 +55,8 @@ import software.amazon.awssdk.services.dynamodb.model.GetShardIteratorRequest;
 import software.amazon.awssdk.services.dynamodb.model.GetShardIteratorResponse;
 import software.amazon.awssdk.services.dynamodb.model.ListStreamsRequest;
 import software.amazon.awssdk.services.dynamodb.model.ListStreamsResponse;
+import software.amazon.awssdk.services.dynamodb.model.ResourceNotFoundException;
+import software.amazon.awssdk.services.dynamodb.model.Shard;
 import software.amazon.awssdk.services.dynamodb.model.ShardIteratorType;
 import software.amazon.awssdk.services.dynamodb.model.TrimmedDataAccessException;
 import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
@@ -256,6 +257,45 @@ public final class StreamsBridge {
         }
     }
 
+    /**
+     * Writes the position LATEST resolved to into the lease, in place of the LATEST sentinel. Left as LATEST until
+     * the shard's first checkpoint, the lease would be resolved again by whoever reads the shard next (a restart, a
+     * lease moving to another worker), skipping what was written in between without a word.
+     */
+    static void pinLatest(InitializationInput input) {
+        LatestPins pins = latestPins;
+        LeaseCoordinator coordinator = leaseCoordinator;
+        if (!ExtendedSequenceNumber.LATEST.equals(input.extendedSequenceNumber()) || pins == null
+                || coordinator == null) {
+            return;
+        }
+        String shardId = input.shardId();
+        ExtendedSequenceNumber pin = pins.resolve(shardId);
+        if (pin == null) {
+            return; // the stream no longer has the shard: the engine ends it
+        }
+        Lease held = coordinator.getCurrentlyHeldLease(shardId);
+        if (held == null) {
+            throw new IllegalStateException("shard " + shardId + ": lease not held while fixing its LATEST position");
+        }
+        held.checkpoint(pin);
+        held.pendingCheckpoint(null);
+        held.pendingCheckpointState(null);
+        held.ownerSwitchesSinceCheckpoint(0L);
+        try {
+            if (!coordinator.updateLease(held, held.concurrencyToken(), "PinLatest", shardId)) {
+                throw new IllegalStateException("shard " + shardId + ": lease lost while fixing its LATEST position");
+            }
+        } catch (DependencyException | InvalidStateException | ProvisionedThroughputException e) {
+            throw new IllegalStateException("shard " + shardId + ": cannot write its LATEST position: "
+                    + rootMessage(e), e);
+        }
+        log.info("shard {} starts at LATEST: position fixed in the lease as {}", shardId,
+                ExtendedSequenceNumber.TRIM_HORIZON.equals(pin)
+                        ? "TRIM_HORIZON (the shard held no record)"
+                        : "after sequence number " + pin.sequenceNumber());
+    }
+
     static Scheduler buildScheduler(Properties raw, MultiLangDaemonConfiguration cfg,
             MultiLangRecordProcessorFactory multiLangFactory) {
         String streamArn = require(raw, "dynamoDbStreamArn");
@@ -280,9 +320,10 @@ public final class StreamsBridge {
             throw new IllegalArgumentException("onTrimmed must be continue or fail, not " + onTrimmed);
         }
         String gapsFile = raw.getProperty("trimmedGapsFile", "").trim();
-        TrimmedGapWatch trimmedGapWatch = new TrimmedGapWatch(streamsBuilder.build(), onTrimmed.equals("fail"),
+        DynamoDbStreamsClient plainStreams = streamsBuilder.build();
+        TrimmedGapWatch trimmedGapWatch = new TrimmedGapWatch(plainStreams, onTrimmed.equals("fail"),
                 gapsFile.isEmpty() ? null : Paths.get(gapsFile));
-        LatestPins pins = new LatestPins(trimmedGapWatch, streamArn);
+        LatestPins pins = new LatestPins(trimmedGapWatch, plainStreams, streamArn);
         latestPins = pins;
         AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(pins, region);
 
@@ -341,7 +382,7 @@ public final class StreamsBridge {
         String stateFile = raw.getProperty("engineStateFile");
         if (stateFile != null && !stateFile.isBlank()) {
             coordinator.workerStateChangeListener(
-                    new EngineStateFile(Paths.get(stateFile.trim()), cfg.getWorkerIdentifier()));
+                    new EngineStateFile(Paths.get(stateFile.trim())));
         }
 
         // The adapter zeroes this inside createScheduler, but 2.0.1 reads it into its lease-management factory
@@ -454,11 +495,9 @@ public final class StreamsBridge {
         @Override
         public void initialize(InitializationInput input) {
             shardId = input.shardId();
-            if (ExtendedSequenceNumber.LATEST.equals(input.extendedSequenceNumber())) {
-                // Before the child starts: a failure here makes the KCL retry the initialisation, so no record of
-                // this shard is handed over while its lease still says LATEST.
-                pinLatest();
-            }
+            // Before the child starts: a failure here makes the KCL retry the initialisation, so no record of this
+            // shard is handed over while its lease still says LATEST.
+            pinLatest(input);
             // During a stop the scheduler may start a consumer again for a lease it still holds: such a child has
             // checkpointed nothing the stop must wait for, and whatever it reads it may leave unsettled.
             if (!SHUTTING_DOWN.get()) {
@@ -468,41 +507,6 @@ public final class StreamsBridge {
             POSITIONED.add(shardId);
         }
 
-        /**
-         * Writes the position LATEST resolved to into the lease, in place of the LATEST sentinel. Left as LATEST
-         * until the child's first checkpoint, the lease would be resolved again by whoever reads the shard next (a
-         * restart, a lease moving to another worker), skipping what was written in between without a word.
-         */
-        private void pinLatest() {
-            LatestPins pins = latestPins;
-            LeaseCoordinator coordinator = leaseCoordinator;
-            if (pins == null || coordinator == null) {
-                return;
-            }
-            ExtendedSequenceNumber pin = pins.resolve(shardId);
-            if (pin == null) {
-                return; // a shard too long to scan: its first checkpoint fixes it (LatestPins says why)
-            }
-            Lease held = coordinator.getCurrentlyHeldLease(shardId);
-            if (held == null) {
-                throw new IllegalStateException("shard " + shardId + ": lease not held while fixing its LATEST position");
-            }
-            held.checkpoint(pin);
-            held.pendingCheckpoint(null);
-            held.pendingCheckpointState(null);
-            try {
-                if (!coordinator.updateLease(held, held.concurrencyToken(), "PinLatest", shardId)) {
-                    throw new IllegalStateException("shard " + shardId + ": lease lost while fixing its LATEST position");
-                }
-            } catch (DependencyException | InvalidStateException | ProvisionedThroughputException e) {
-                throw new IllegalStateException("shard " + shardId + ": cannot write its LATEST position: "
-                        + rootMessage(e), e);
-            }
-            log.info("shard {} starts at LATEST: position fixed in the lease as {}", shardId,
-                    ExtendedSequenceNumber.TRIM_HORIZON.equals(pin)
-                            ? "TRIM_HORIZON (the shard held no record)"
-                            : "after sequence number " + pin.sequenceNumber());
-        }
 
         @Override
         public void processRecords(ProcessRecordsInput input) {
@@ -583,6 +587,7 @@ public final class StreamsBridge {
         @Override
         public void initialize(InitializationInput input) {
             shardId = input.shardId();
+            pinLatest(input);
             log.info("reference processor: shard {} started", shardId);
         }
 
@@ -691,18 +696,32 @@ public final class StreamsBridge {
      * iterator carries no sequence number. The engine's own LATEST request gets an iterator at the same position,
      * so what it reads and what the lease says agree, whichever comes first.
      *
-     * <p>Finding the last record reads the shard once from its oldest record. A shard longer than SCAN_PAGES pages
-     * keeps the engine's plain LATEST: such a shard is busy, and its first checkpoint, moments later, fixes it.
+     * <p>Finding the last record reads the shard once from its oldest record, however long that takes (a shard
+     * holds at most 24 hours of records): falling back to plain LATEST would bring the loss back. A scan that fails
+     * (throttling past the client's retries) resumes where it stopped when the engine retries.
      */
     static final class LatestPins extends DelegatingStreamsClient {
-        static final int SCAN_PAGES = 1000;
-        // Empty pages before the first record: DynamoDB Streams may answer some even when records follow.
-        private static final int EMPTY_PAGES_BEFORE_ANY_RECORD = 3;
-        private final Map<String, Optional<ExtendedSequenceNumber>> resolved = new ConcurrentHashMap<>();
+        // Consecutive empty pages taken for the end of what the shard holds: DynamoDB Streams may answer empty
+        // pages in the middle of a shard too. Stopping early only repeats records, never skips one.
+        private static final int EMPTY_PAGES_AT_THE_END = 3;
+        private static final int PROGRESS_LOG_PAGES = 1000;
+        private final DynamoDbStreamsClient scanner;
         private final String streamArn;
+        private final Map<String, ExtendedSequenceNumber> resolved = new ConcurrentHashMap<>();
+        // The last record a failed scan had reached: the retry reads on from there.
+        private final Map<String, String> scannedUpTo = new ConcurrentHashMap<>();
+        private final Map<String, Object> shardLocks = new ConcurrentHashMap<>();
+        // Shards the stream no longer has: no position to fix; the engine ends them (SHARD_END).
+        private final Set<String> vanished = ConcurrentHashMap.newKeySet();
 
-        LatestPins(DynamoDbStreamsClient delegate, String streamArn) {
+        /**
+         * @param delegate what the engine's calls go to
+         * @param scanner the plain client the scans read with: a scan is not the engine's read, so the trimmed-gap
+         *     watch must not take its TRIM_HORIZON and resumed positions for gaps
+         */
+        LatestPins(DynamoDbStreamsClient delegate, DynamoDbStreamsClient scanner, String streamArn) {
             super(delegate);
+            this.scanner = scanner;
             this.streamArn = streamArn;
         }
 
@@ -713,7 +732,7 @@ public final class StreamsBridge {
             }
             ExtendedSequenceNumber pin = resolve(request.shardId());
             if (pin == null) {
-                return delegate.getShardIterator(request);
+                return delegate.getShardIterator(request); // the shard is gone: the engine's answer ends it
             }
             GetShardIteratorRequest.Builder fixed = request.toBuilder();
             if (ExtendedSequenceNumber.TRIM_HORIZON.equals(pin)) {
@@ -724,39 +743,101 @@ public final class StreamsBridge {
             return delegate.getShardIterator(fixed.build());
         }
 
-        /** The position LATEST stands for on this shard, or null when the shard is too long to scan. */
+        /** The position LATEST stands for on this shard, or null when the stream no longer has the shard. */
         ExtendedSequenceNumber resolve(String shardId) {
-            // A failed scan is not remembered: it throws, and the engine's retry scans again.
-            return resolved.computeIfAbsent(shardId, id -> Optional.ofNullable(scan(id))).orElse(null);
+            // One lock per shard: scans of different shards run side by side, two asks for one shard scan once.
+            synchronized (shardLocks.computeIfAbsent(shardId, id -> new Object())) {
+                if (vanished.contains(shardId)) {
+                    return null;
+                }
+                ExtendedSequenceNumber known = resolved.get(shardId);
+                if (known != null) {
+                    return known;
+                }
+                ExtendedSequenceNumber pin;
+                try {
+                    pin = scan(shardId);
+                } catch (ResourceNotFoundException e) {
+                    vanished.add(shardId);
+                    return null;
+                } catch (SdkException e) {
+                    // Not passed on as it is: the adapter answers a trimmed-data error on a LATEST request with a
+                    // TRIM_HORIZON iterator, which would part the read position from the lease.
+                    throw new IllegalStateException("shard " + shardId + ": cannot find where LATEST is (retried): "
+                            + rootMessage(e), e);
+                }
+                resolved.put(shardId, pin);
+                scannedUpTo.remove(shardId);
+                return pin;
+            }
         }
 
         private ExtendedSequenceNumber scan(String shardId) {
-            String iterator = delegate.getShardIterator(GetShardIteratorRequest.builder()
-                    .streamArn(streamArn)
-                    .shardId(shardId)
-                    .shardIteratorType(ShardIteratorType.TRIM_HORIZON)
-                    .build()).shardIterator();
-            String last = null;
+            String last = scannedUpTo.get(shardId);
+            String iterator;
+            try {
+                iterator = iteratorFrom(shardId, last);
+            } catch (TrimmedDataAccessException e) {
+                last = null; // where the failed scan stopped has aged out since: start again from the oldest
+                scannedUpTo.remove(shardId);
+                iterator = iteratorFrom(shardId, null);
+            }
             int emptyPages = 0;
-            for (int page = 0; iterator != null; page++) {
-                if (page == SCAN_PAGES) {
-                    log.warn("shard {} starts at LATEST and holds more than {} pages of records: its position is "
-                            + "fixed by its first checkpoint, not now", shardId, SCAN_PAGES);
-                    return null;
-                }
-                GetRecordsResponse response = delegate.getRecords(
+            for (long page = 1; iterator != null; page++) {
+                GetRecordsResponse response = scanner.getRecords(
                         GetRecordsRequest.builder().shardIterator(iterator).build());
                 if (response.hasRecords() && !response.records().isEmpty()) {
                     last = response.records().get(response.records().size() - 1).dynamodb().sequenceNumber();
+                    scannedUpTo.put(shardId, last);
                     emptyPages = 0;
-                } else if (last != null || ++emptyPages >= EMPTY_PAGES_BEFORE_ANY_RECORD) {
+                } else if (++emptyPages >= EMPTY_PAGES_AT_THE_END) {
                     break; // the end of what the shard holds now
+                }
+                if (page % PROGRESS_LOG_PAGES == 0) {
+                    log.info("shard {} starts at LATEST: {} pages read to find its last record", shardId, page);
                 }
                 iterator = response.nextShardIterator();
             }
             return last == null ? ExtendedSequenceNumber.TRIM_HORIZON : new ExtendedSequenceNumber(last);
         }
+
+        private String iteratorFrom(String shardId, String afterSequenceNumber) {
+            GetShardIteratorRequest.Builder request = GetShardIteratorRequest.builder()
+                    .streamArn(streamArn)
+                    .shardId(shardId);
+            if (afterSequenceNumber == null) {
+                request.shardIteratorType(ShardIteratorType.TRIM_HORIZON);
+            } else {
+                request.shardIteratorType(ShardIteratorType.AFTER_SEQUENCE_NUMBER)
+                        .sequenceNumber(afterSequenceNumber);
+            }
+            return scanner.getShardIterator(request.build()).shardIterator();
+        }
+
+        /** The stream's shards: id to parent id (null for none), and the ids of those still open. */
+        StreamShards shards() {
+            Map<String, String> parents = new HashMap<>();
+            Set<String> open = new java.util.HashSet<>();
+            String after = null;
+            do {
+                DescribeStreamResponse page = scanner.describeStream(DescribeStreamRequest.builder()
+                        .streamArn(streamArn)
+                        .exclusiveStartShardId(after)
+                        .build());
+                for (Shard shard : page.streamDescription().shards()) {
+                    parents.put(shard.shardId(), shard.parentShardId());
+                    if (shard.sequenceNumberRange() == null
+                            || shard.sequenceNumberRange().endingSequenceNumber() == null) {
+                        open.add(shard.shardId());
+                    }
+                }
+                after = page.streamDescription().lastEvaluatedShardId();
+            } while (after != null);
+            return new StreamShards(parents, open);
+        }
     }
+
+    record StreamShards(Map<String, String> parents, Set<String> open) {}
 
     static final class TrimmedGapWatch extends DelegatingStreamsClient {
         // Pages read from TRIM_HORIZON to find the oldest record: DynamoDB Streams may answer empty pages first.
@@ -879,23 +960,21 @@ public final class StreamsBridge {
      * answers, and whether every position is fixed: "STARTED 1732870000123 positioned". The supervisor's /readyz
      * waits for STARTED and positioned; its /healthz fails when the time stops moving (a hung JVM).
      *
-     * <p>Positioned means that the lease table lists the stream's shards and that no lease says LATEST any more:
-     * each names a sequence number, TRIM_HORIZON or SHARD_END (a worker that took a LATEST lease writes the
-     * position it resolved to, see LatestPins). Before that, a shard starting at LATEST would skip what is written
+     * <p>Positioned means that every open shard of the stream has a lease (or an ancestor with one) and that no
+     * lease says LATEST any more: each names a sequence number, TRIM_HORIZON or SHARD_END (a worker that took a
+     * LATEST lease writes the position it resolved to, see LatestPins). Before that, a shard starting at LATEST would skip what is written
      * now: a deploy that waits for readiness and then writes must see its writes delivered. Once positioned, the
      * worker stays so (the lease table is not scanned again).
      */
     static final class EngineStateFile implements WorkerStateChangeListener {
         private final Path path;
         private final Path temporary;
-        private final String workerId;
         private volatile WorkerState state = WorkerState.CREATED;
         private volatile boolean positioned;
 
-        EngineStateFile(Path path, String workerId) {
+        EngineStateFile(Path path) {
             this.path = path;
             this.temporary = path.resolveSibling(path.getFileName() + ".tmp");
-            this.workerId = workerId;
             ScheduledExecutorService beat = Executors.newSingleThreadScheduledExecutor(runnable -> {
                 Thread thread = new Thread(runnable, "engine-state");
                 thread.setDaemon(true);
@@ -940,14 +1019,44 @@ public final class StreamsBridge {
             if (leases.isEmpty()) {
                 return false; // the first shard sync has not created the leases yet
             }
+            Set<String> leased = new java.util.HashSet<>();
             for (Lease lease : leases) {
-                if (!ExtendedSequenceNumber.LATEST.equals(lease.checkpoint())) {
-                    continue; // a sequence number, TRIM_HORIZON or SHARD_END: whoever reads the shard starts there
+                // Still LATEST: the position is fixed only once a worker resolved it and wrote it into the lease.
+                // An owner is not enough: it may be a stopped worker whose lease has not expired yet.
+                if (ExtendedSequenceNumber.LATEST.equals(lease.checkpoint())) {
+                    return false;
                 }
-                // Still LATEST: the position is fixed only once a worker resolved it, which then writes it into the
-                // lease. An owner is not enough (it may be a stopped worker whose lease has not expired yet); only
-                // this worker's own shards, too long to pin (see LatestPins), count once their iterator is taken.
-                if (!workerId.equals(lease.leaseOwner()) || !POSITIONED.contains(lease.leaseKey())) {
+                leased.add(lease.leaseKey());
+            }
+            return everyOpenShardLeased(leased);
+        }
+
+        /**
+         * A worker joining a running application skips the start-up shard sync when the lease table is not empty:
+         * if the worker that synced died half-way, an open shard may have no lease yet, and gets one at LATEST
+         * only at the next periodic sync. Each open shard must have a lease, or an ancestor with one (its lease
+         * is created, at TRIM_HORIZON, when the ancestor ends).
+         */
+        private boolean everyOpenShardLeased(Set<String> leased) {
+            LatestPins pins = latestPins;
+            if (pins == null) {
+                return true;
+            }
+            StreamShards shards;
+            try {
+                shards = pins.shards();
+            } catch (SdkException e) {
+                log.debug("stream not describable yet: {}", rootMessage(e));
+                return false;
+            }
+            for (String shard : shards.open()) {
+                String ancestor = shard;
+                // Bounded: a malformed lineage with a cycle must not hang the beat.
+                for (int depth = 0; ancestor != null && !leased.contains(ancestor) && depth < 64; depth++) {
+                    ancestor = shards.parents().get(ancestor);
+                }
+                if (ancestor == null || !leased.contains(ancestor)) {
+                    log.debug("open shard {} has no lease yet", shard);
                     return false;
                 }
             }

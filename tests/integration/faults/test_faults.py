@@ -642,6 +642,35 @@ def test_latest_positions_survive_a_restart_before_the_first_write(lineage_url: 
     )
 
 
+def test_not_ready_while_an_open_shard_has_no_lease(lineage_url: str, start_worker: StartWorker) -> None:
+    """A worker joining a running application skips the engine's start-up shard sync when the lease table is not
+    empty; if the worker that synced died half-way, an open shard has no lease until the next periodic sync (minutes),
+    and a write to it made now would be read from wherever that lease will start. /readyz must not answer 200 then.
+    Readiness only: nothing is written, so there is nothing for the oracle to judge."""
+    dynamodb: Any = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=lineage_url)
+    table = unique("unleased")
+    create_streamed_table(dynamodb, table)
+    dynamodb.put_item(TableName=table, Item={"productId": {"S": "seed"}, "version": {"N": "1"}})
+    _, children = moto_lineage.fork_shard(table)
+    application = unique("app")
+    source = {"endpoint_url": lineage_url, **FAST_SMALL_BATCHES}
+    first = start_worker(application, table, starting_position="LATEST", source=source)
+    wait(lambda: _ready(first), 150, "/readyz 200", first)
+    assert first.stop() == 0
+    # As if the worker that ran the first shard sync had died after creating one child's lease only.
+    dynamodb.delete_item(TableName=application, Key={"leaseKey": {"S": children[1]}})
+
+    second = start_worker(application, table, starting_position="LATEST", source=source)
+    second.http_url()
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        assert not _ready(second), "ready while an open shard has no lease"
+        time.sleep(1)
+    assert second.process.poll() is None, second.tail()
+    assert set(checkpoints(dynamodb, application)) == {children[0]}
+    assert second.stop() == 0
+
+
 def test_latest_worker_killed_and_replaced_under_a_new_worker_id(
     dynamodb: Any, table: str, start_worker: StartWorker
 ) -> None:
