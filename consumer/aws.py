@@ -16,7 +16,9 @@ from botocore.exceptions import (
 )
 
 from consumer.config import SourceConfig
+from consumer.decode import table_of
 from consumer.errors import StartupError
+from consumer.streamswitch import Plan, Stream, plan_start
 
 log = structlog.get_logger("consumer.aws")
 
@@ -122,3 +124,91 @@ def _table_exists(dynamodb: Any, name: str) -> bool:
     except BotoCoreError as error:
         raise StartupError(f"cannot describe the table {name!r}: {error}") from None
     return True
+
+
+def latest_stream_arn(source: SourceConfig) -> str | None:
+    """The table's latest stream (None when the table has never had one); raises ClientError/BotoCoreError."""
+    table = client("dynamodb", source, _PREFLIGHT).describe_table(TableName=source.table_name)["Table"]
+    arn = table.get("LatestStreamArn")
+    return str(arn) if arn else None
+
+
+def lease_checkpoints(source: SourceConfig, application: str) -> dict[str, str]:
+    """Lease key -> checkpoint, read consistently from the application's lease table ({} when it does not exist)."""
+    dynamodb = client("dynamodb", source, _PREFLIGHT)
+    leases: dict[str, str] = {}
+    arguments: dict[str, Any] = {"TableName": application, "ConsistentRead": True}
+    while True:
+        try:
+            page = dynamodb.scan(**arguments)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return {}
+            raise
+        for item in page.get("Items", []):
+            leases[item["leaseKey"]["S"]] = item.get("checkpoint", {}).get("S", "")
+        if "LastEvaluatedKey" not in page:
+            return leases
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def stream_shards(source: SourceConfig, arn: str) -> dict[str, str | None]:
+    """Shard id -> parent shard id of every shard the stream lists."""
+    streams = client("dynamodbstreams", source, _PREFLIGHT)
+    shards: dict[str, str | None] = {}
+    arguments: dict[str, Any] = {"StreamArn": arn}
+    while True:
+        description = streams.describe_stream(**arguments)["StreamDescription"]
+        for shard in description.get("Shards", []):
+            shards[shard["ShardId"]] = shard.get("ParentShardId")
+        last = description.get("LastEvaluatedShardId")
+        if not last:
+            return shards
+        arguments["ExclusiveStartShardId"] = last
+
+
+def table_stream_arns(source: SourceConfig, table: str) -> list[str]:
+    """Every stream of the table that DynamoDB Streams still lists (disabled ones too, for 24 hours)."""
+    streams = client("dynamodbstreams", source, _PREFLIGHT)
+    arns: list[str] = []
+    arguments: dict[str, Any] = {"TableName": table}
+    while True:
+        page = streams.list_streams(**arguments)
+        arns += [stream["StreamArn"] for stream in page.get("Streams", [])]
+        last = page.get("LastEvaluatedStreamArn")
+        if not last:
+            return arns
+        arguments["ExclusiveStartStreamArn"] = last
+
+
+def plan_stream(source: SourceConfig, application: str, current: str) -> Plan:
+    """Survey the lease table and, when it holds positions outside `current`, the table's other streams; then
+    decide with streamswitch.plan_start. Raises ClientError/BotoCoreError (and StartupError from the plan)."""
+    leases = lease_checkpoints(source, application)
+    if not leases:
+        return plan_start(current, [], leases)
+    streams = [Stream(current, stream_shards(source, current))]
+    if set(leases) <= set(streams[0].shards):
+        return plan_start(current, streams, leases)
+    try:
+        arns = table_stream_arns(source, table_of(current))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "AccessDeniedException":
+            raise
+        # Without ListStreams an older stream cannot be found, and so not drained: say what is missing, and read
+        # the current stream from its start rather than from LATEST.
+        log.error(
+            "cannot list the table's streams (grant dynamodb:ListStreams): positions of another stream cannot be "
+            "placed",
+            table=table_of(current),
+        )
+        arns = []
+    for arn in arns:
+        if arn == current:
+            continue
+        try:
+            streams.append(Stream(arn, stream_shards(source, arn)))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise  # a stream gone since it was listed has nothing left to read
+    return plan_start(current, streams, leases)

@@ -65,6 +65,7 @@ SERVICE_KCL_PROPERTIES = frozenset(
         "tableName",
         "coordinatorStateTableName",
         "workerMetricsTableName",
+        "shardSyncAtStart",
     }
 )
 _APPLICATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,200}$")
@@ -112,6 +113,10 @@ class SourceConfig(_Frozen):
     # Stopping cannot bring trimmed records back, and it lets the records still in the stream age towards the same
     # cliff: by default the gap is made loud (error log, metric, alert) and reading goes on.
     on_trimmed: OnTrimmed = OnTrimmed.CONTINUE
+    # A stream disabled and enabled again is a new stream (a new ARN); with table_name the worker asks the table
+    # for its latest stream this often, to drain the old stream and move on rather than idle on it. Checks are one
+    # DescribeTable each: a second is the floor that keeps many workers well inside the control-plane rate.
+    stream_check_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
 
     @field_validator("stream_arn")
     @classmethod

@@ -125,8 +125,8 @@ class ProcessorMetrics:
 
 
 class SupervisorMetrics:
-    """What only the supervisor sees: the engine process, its readiness, the children coming and going, and the
-    gaps the engine found in the stream (before any child is involved).
+    """What only the supervisor sees: the engine process, its readiness, the children coming and going, the
+    gaps the engine found in the stream (before any child is involved), and moves from one stream to the next.
 
     Children are counted here rather than by themselves: a child killed by a signal cannot count its own end.
     """
@@ -150,6 +150,12 @@ class SupervisorMetrics:
         self.trimmed_gaps = Counter(
             f"{PREFIX}_trimmed_gaps",
             "Shard positions found older than the stream's retention: records lost before they were read.",
+            ["table"],
+            registry=registry,
+        )
+        self.stream_switches = Counter(
+            f"{PREFIX}_stream_switches",
+            "Moves from a drained stream to the table's next one (the stream was disabled and enabled again).",
             ["table"],
             registry=registry,
         )

@@ -18,17 +18,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import structlog
+from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from consumer.aws import check_position_kept, delete_tables, resolve_stream_arn
-from consumer.config import SERVICE_KCL_PROPERTIES, Config, HandlerSinkConfig
+from consumer.aws import check_position_kept, delete_tables, latest_stream_arn, plan_stream, resolve_stream_arn
+from consumer.config import SERVICE_KCL_PROPERTIES, Config, HandlerSinkConfig, SourceConfig, StartingPosition
 from consumer.deadletter import check_destination
 from consumer.decode import table_of
 from consumer.errors import StartupError
@@ -37,6 +38,7 @@ from consumer.metrics import SupervisorMetrics
 from consumer.preflight import build_sinks_once
 from consumer.processor import RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 from consumer.server import HealthServer, HealthState
+from consumer.streamswitch import Plan
 
 log = structlog.get_logger("consumer.supervisor")
 
@@ -99,7 +101,10 @@ def render_properties(
     *,
     engine_state_file: Path | None = None,
     trimmed_gaps_file: Path | None = None,
+    starting_position: StartingPosition | None = None,
+    shard_sync_at_start: bool = False,
 ) -> str:
+    """`starting_position` overrides the configured one (a stream switch reads the next stream from its start)."""
     source = config.source
     values: dict[str, object] = {
         "executableName": f"{python} -m consumer.processor",
@@ -110,7 +115,7 @@ def render_properties(
         "dynamoDbStreamArn": stream_arn,
         "regionName": source.region,
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
-        "initialPositionInStream": source.starting_position.value,
+        "initialPositionInStream": (starting_position or source.starting_position).value,
         "maxRecords": source.max_records,
         "idleTimeBetweenReadsInMillis": source.poll_interval_ms,
         "shutdownGraceMillis": int(config.shutdown_grace_seconds * 1000),
@@ -122,6 +127,7 @@ def render_properties(
         # Idle polls reach the children too, so their lag and behind-latest gauges fall to 0 when caught up.
         "callProcessRecordsEvenForEmptyRecordList": True,
         "onTrimmed": source.on_trimmed.value,
+        "shardSyncAtStart": shard_sync_at_start,
     }
     if engine_state_file is not None:
         values["engineStateFile"] = str(engine_state_file)
@@ -180,7 +186,7 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
         config = dry_run_configuration(config)
     elif not position_chosen:
         check_position_kept(config.source, config.application_name)
-    resolved = config.model_copy(update={"source": config.source.model_copy(update={"stream_arn": stream_arn})})
+    plan = _plan_at_start(config, stream_arn)
     workdir = Path(tempfile.mkdtemp(prefix="consumer-"))
     try:
         # A fresh directory at every start: values of a previous run's processes never mix into /metrics.
@@ -191,19 +197,37 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
         engine_state = workdir / "engine-state"
         trimmed_gaps = workdir / "trimmed-gaps.jsonl"
         properties = workdir / "kcl.properties"
-        properties.write_text(
-            render_properties(
+        resolved_path = workdir / "config.json"
+
+        def prepare(plan: Plan) -> None:
+            # The children label their records with the stream they read (eventSourceARN): the plan's, not the
+            # table's latest.
+            source = config.source.model_copy(update={"stream_arn": plan.stream_arn})
+            resolved = config.model_copy(update={"source": source})
+            rendered = render_properties(
                 resolved,
-                stream_arn,
+                plan.stream_arn,
                 worker_id,
                 python,
                 engine_state_file=engine_state,
                 trimmed_gaps_file=trimmed_gaps,
-            ),
-            encoding="utf-8",
-        )
-        resolved_path = workdir / "config.json"
-        resolved_path.write_text(resolved.model_dump_json(), encoding="utf-8")
+                starting_position=plan.position,
+                shard_sync_at_start=plan.shard_sync_at_start,
+            )
+            properties.write_text(rendered, encoding="utf-8")
+            resolved_path.write_text(resolved.model_dump_json(), encoding="utf-8")
+            # A previous engine's last report must not make the next one look started (or ready).
+            engine_state.unlink(missing_ok=True)
+            log.info(
+                "starting engine",
+                application=config.application_name,
+                stream_arn=plan.stream_arn,
+                worker_id=worker_id,
+                starting_position=(plan.position or config.source.starting_position).value,
+                on_trimmed=config.source.on_trimmed.value,
+            )
+
+        prepare(plan)
         command = [
             engine.java,
             *config.engine.jvm_options,
@@ -226,22 +250,97 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
         }
         if config.source.region:
             env.setdefault("AWS_REGION", config.source.region)
-        log.info(
-            "starting engine",
-            application=config.application_name,
-            stream_arn=stream_arn,
-            worker_id=worker_id,
-            starting_position=config.source.starting_position.value,
-            on_trimmed=config.source.on_trimmed.value,
-        )
         observer = Observer(
             config, table_of(stream_arn), metrics_dir, children_dir, engine_state, trimmed_gaps=trimmed_gaps
         )
-        return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file, observer)
+        watch = None
+        if config.source.stream_arn is None:  # a stream named in the configuration is read as it is, alone
+            watch = StreamWatch(config.source, config.application_name, plan.stream_arn, stream_arn, prepare)
+        return _run_jvm(command, env, config.shutdown_grace_seconds, stop_file, observer, watch=watch)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if config.dry_run:
             _delete_kcl_tables(config)
+
+
+def _plan_at_start(config: Config, stream_arn: str) -> Plan:
+    if config.source.stream_arn is not None:
+        return Plan(stream_arn, None, "the configured stream")
+    try:
+        plan = plan_stream(config.source, config.application_name, stream_arn)
+    except (ClientError, BotoCoreError) as error:
+        raise StartupError(
+            f"cannot read the lease table {config.application_name!r} or the streams of the table: {error}"
+        ) from None
+    if plan.stream_arn != stream_arn or plan.position is not None:
+        log.warning(
+            plan.reason,
+            stream_arn=plan.stream_arn,
+            table_stream_arn=stream_arn,
+            starting_position=(plan.position or config.source.starting_position).value,
+        )
+    return plan
+
+
+class StreamWatch:
+    """Notices a table whose stream was disabled and enabled again, and says when to move to the next stream.
+
+    Every `source.stream_check_seconds` it asks the table for its latest stream (DescribeTable). While that is not
+    the stream being read, it surveys the lease table and the table's streams and applies streamswitch.plan_start:
+    the engine keeps reading until the old stream is drained, then `poll` returns the plan for the next one.
+    """
+
+    def __init__(  # noqa: PLR0917 - each is needed, and named at the one call
+        self,
+        source: SourceConfig,
+        application: str,
+        reading: str,
+        latest: str,
+        prepare: Callable[[Plan], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._application = application
+        self.reading = reading
+        self.prepare = prepare
+        self._clock = clock
+        self._next_check = clock() + source.stream_check_seconds
+        # The newer stream the table has while an older one is read: the worker is not ready meanwhile.
+        self.behind: str | None = latest if latest != reading else None
+        self._refused: str | None = None
+
+    def poll(self) -> Plan | None:
+        now = self._clock()
+        if now < self._next_check:
+            return None
+        self._next_check = now + self._source.stream_check_seconds
+        try:
+            latest = latest_stream_arn(self._source)
+            if latest is None or latest == self.reading:
+                self.behind = None
+                return None
+            if self.behind != latest:
+                log.warning(
+                    "the table has a newer stream: reading the old one to its end before moving on",
+                    stream_arn=self.reading,
+                    latest_stream_arn=latest,
+                )
+                self.behind = latest
+            plan = plan_stream(self._source, self._application, latest)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("cannot check the table's stream; checking again later", error=str(error))
+            return None
+        except StartupError as error:
+            if self._refused != str(error):
+                log.error("cannot move to the table's new stream", error=str(error))
+                self._refused = str(error)
+            return None
+        return None if plan.stream_arn == self.reading else plan
+
+    def moved_to(self, plan: Plan) -> None:
+        self.reading = plan.stream_arn
+        if self.behind == plan.stream_arn:
+            self.behind = None
 
 
 DRY_RUN_MARKER = "-dryrun-"
@@ -294,7 +393,10 @@ class Observer:
         self._children = ChildWatch(children_dir, config.http.stuck_batch_seconds)
         self._server: HealthServer | None = None
         self._engine_started = 0.0
+        self._http_port: int | None = None
         self.stopping = False
+        # Reading an older stream while the table has a newer one: a write made now would not be delivered soon.
+        self.switching = False
         self.last_trimmed_gap: dict[str, object] = {}
 
     def start(self) -> None:
@@ -308,7 +410,25 @@ class Observer:
             self._server = HealthServer(http.host, http.port, self.registry, self.state).start()
         except OSError as error:
             raise StartupError(f"http.port: cannot listen on {http.host}:{http.port}: {error.strerror}") from error
+        self._http_port = self._server.port
         log.info("http endpoints", url=f"http://{http.host}:{self._server.port}", paths="/metrics /healthz /readyz")
+
+    def engine_restarted(self) -> None:
+        self._engine_started = time.time()
+
+    def pause_http(self) -> None:
+        """Stop serving while the next JVM is forked (its pre-exec hook must not run beside another thread)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def resume_http(self) -> None:
+        if self._http_port is None or self._server is not None:
+            return
+        try:
+            self._server = HealthServer(self._config.http.host, self._http_port, self.registry, self.state).start()
+        except OSError as error:
+            log.error("cannot listen again after the engine restarted", port=self._http_port, error=error.strerror)
 
     def tick(self, engine_running: bool) -> None:
         survey = self._children.survey()
@@ -339,6 +459,7 @@ class Observer:
             log.error("a record-processor child is stuck on one batch", children=stuck)
         # Ready means a write made now will be delivered: every shard's position is fixed (see the bridge).
         ready = engine == "running" and scheduler == "STARTED" and positioned and not self.stopping
+        ready = ready and not self.switching
         self.state.engine, self.state.scheduler, self.state.stuck, self.state.ready = engine, scheduler, stuck, ready
         self.metrics.engine_up.set(1 if engine_running else 0)
         self.metrics.ready.set(1 if ready else 0)
@@ -402,64 +523,155 @@ def _engine_state(path: Path) -> tuple[str, float | None, bool]:
         return "CREATED", None, False
 
 
-def _run_jvm(command: list[str], env: dict[str, str], grace_seconds: float, stop_file: Path, observer: Observer) -> int:
-    jvm: subprocess.Popen[bytes] | None = None
-    pending: list[int] = []
-    stop_deadline: float | None = None
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    try:
+        # preexec_fn is unsafe only with threads running: the supervisor has none while it forks (the HTTP server
+        # is paused around a restart).
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+    except OSError as error:
+        raise StartupError(f"cannot start Java ({command[0]}): {error.strerror}") from error
 
-    def forward(signum: int, frame: FrameType | None) -> None:
+
+def _run_jvm(
+    command: list[str],
+    env: dict[str, str],
+    grace_seconds: float,
+    stop_file: Path,
+    observer: Observer,
+    *,
+    watch: StreamWatch | None = None,
+) -> int:
+    return _EngineLoop(command, env, grace_seconds, stop_file, observer, watch).run()
+
+
+class _EngineLoop:
+    """Runs the JVM until it exits, forwarding stop signals to it; between two engines, the stream switch."""
+
+    def __init__(  # noqa: PLR0917 - what _run_jvm was given, kept together
+        self,
+        command: list[str],
+        env: dict[str, str],
+        grace_seconds: float,
+        stop_file: Path,
+        observer: Observer,
+        watch: StreamWatch | None,
+    ) -> None:
+        self.command, self.env, self.grace_seconds = command, env, grace_seconds
+        self.stop_file, self.observer, self.watch = stop_file, observer, watch
+        self.jvm: subprocess.Popen[bytes] | None = None
+        self.pending: list[int] = []
+        self.stop_deadline: float | None = None
+
+    def forward(self, signum: int, frame: FrameType | None) -> None:
         del frame
-        nonlocal stop_deadline
-        if stop_deadline is None:
-            stop_deadline = time.monotonic() + grace_seconds + _KILL_BACKSTOP_SECONDS
-            stop_file.touch()  # children waiting to retry a delivery give up their batch instead of the grace
-            observer.stopping = True  # not ready from now on: no new traffic is worth routing here
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + self.grace_seconds + _KILL_BACKSTOP_SECONDS
+            self.stop_file.touch()  # children waiting to retry a delivery give up their batch instead of the grace
+            self.observer.stopping = True  # not ready from now on: no new traffic is worth routing here
             log.info(
                 "stopping: signal forwarded to the engine",
                 signal=signal.Signals(signum).name,
-                grace_seconds=grace_seconds,
+                grace_seconds=self.grace_seconds,
             )
-        if jvm is None:
-            pending.append(signum)  # arrived while the JVM was being started
+        if self.jvm is None:
+            self.pending.append(signum)  # arrived while the JVM was being started
         else:
-            jvm.send_signal(signum)
+            self.jvm.send_signal(signum)
 
-    # Installed before the JVM starts: a SIGTERM in between would otherwise kill the supervisor, and with it
-    # (PDEATHSIG) the JVM, before any checkpoint.
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    def start(self, *, first: bool) -> subprocess.Popen[bytes]:
+        self.jvm = None
+        if not first:
+            self.observer.pause_http()
         try:
-            # preexec_fn is unsafe only with threads running, and the supervisor has none at this point.
-            jvm = subprocess.Popen(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                process_group=0,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )
-        except OSError as error:
-            raise StartupError(f"cannot start Java ({command[0]}): {error.strerror}") from error
-        for signum in pending:
-            jvm.send_signal(signum)
-        _start_observer(observer, jvm)
+            started = _spawn(self.command, self.env)
+        finally:
+            if not first:
+                self.observer.resume_http()
+        self.jvm = started
+        for signum in self.pending:
+            started.send_signal(signum)
+        self.pending.clear()
+        return started
+
+    def run(self) -> int:
+        # Installed before the JVM starts: a SIGTERM in between would otherwise kill the supervisor, and with it
+        # (PDEATHSIG) the JVM, before any checkpoint.
+        previous = {sig: signal.signal(sig, self.forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            running = self.start(first=True)
+            _start_observer(self.observer, running)
+            status = self.supervise(running)
+            self.observer.tick(engine_running=False)
+        finally:
+            self.observer.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if status < 0:
+            status = 128 - status  # killed by a signal: report it the way a shell would
+        _log_exit(status, self.observer.last_trimmed_gap)
+        return status
+
+    def supervise(self, running: subprocess.Popen[bytes]) -> int:
         while True:
             try:
-                status = jvm.wait(timeout=0.5)
-                break
+                return running.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
-                observer.tick(engine_running=True)
-                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                pass
+            # Polled before the tick: readiness falls with the very check that notices a newer stream.
+            plan = self.watch.poll() if self.watch is not None and self.stop_deadline is None else None
+            self.observer.switching = self.watch is not None and self.watch.behind is not None
+            self.observer.tick(engine_running=True)
+            if self.stop_deadline is not None:
+                if time.monotonic() > self.stop_deadline:
                     log.error("engine did not stop within the grace period; killing it and its children")
-                    os.killpg(jvm.pid, signal.SIGKILL)
-        observer.tick(engine_running=False)
-    finally:
-        observer.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if status < 0:
-        status = 128 - status  # killed by a signal: report it the way a shell would
-    _log_exit(status, observer.last_trimmed_gap)
-    return status
+                    os.killpg(running.pid, signal.SIGKILL)
+                continue
+            if plan is None or self.watch is None:
+                continue
+            status = _stop_for_switch(running, self.grace_seconds, self.observer)
+            if status != 0 or self.stop_deadline is not None:
+                return status
+            _log_switch(self.watch.reading, plan, self.observer)
+            self.watch.moved_to(plan)
+            self.watch.prepare(plan)
+            running = self.start(first=False)
+            self.observer.engine_restarted()
+
+
+def _stop_for_switch(jvm: subprocess.Popen[bytes], grace_seconds: float, observer: Observer) -> int:
+    """Stop the engine on the drained stream as a SIGTERM would, without the stop file: its children have ended
+    their shards, and nothing they hold is given up."""
+    observer.switching = True
+    jvm.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds + _KILL_BACKSTOP_SECONDS
+    while True:
+        try:
+            status = jvm.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            observer.tick(engine_running=True)
+            if time.monotonic() > deadline:
+                log.error("engine did not stop within the grace period for the stream switch; killing it")
+                os.killpg(jvm.pid, signal.SIGKILL)
+            continue
+        if status != 0:
+            log.error("engine stopped abnormally while moving to the next stream", status=status)
+        return status
+
+
+def _log_switch(previous: str, plan: Plan, observer: Observer) -> None:
+    observer.metrics.stream_switches.labels(observer.metrics.table).inc()
+    log.warning(
+        "stream switch: the old stream is read to its end; reading the next one from its start",
+        previous_stream_arn=previous,
+        stream_arn=plan.stream_arn,
+        starting_position=(plan.position or StartingPosition.TRIM_HORIZON).value,
+    )
 
 
 def _log_exit(status: int, trimmed_gap: Mapping[str, object]) -> None:

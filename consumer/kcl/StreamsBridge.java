@@ -41,6 +41,7 @@ import org.slf4j.MDC;
 import sun.misc.Signal;
 import software.amazon.awssdk.auth.credentials.AwsCredentialsProvider;
 import software.amazon.awssdk.core.client.config.ClientOverrideConfiguration;
+import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.core.exception.SdkException;
 import software.amazon.awssdk.regions.Region;
 import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClient;
@@ -57,6 +58,7 @@ import software.amazon.awssdk.services.dynamodb.model.ListStreamsRequest;
 import software.amazon.awssdk.services.dynamodb.model.ListStreamsResponse;
 import software.amazon.awssdk.services.dynamodb.model.ResourceNotFoundException;
 import software.amazon.awssdk.services.dynamodb.model.Shard;
+import software.amazon.awssdk.services.dynamodb.model.StreamDescription;
 import software.amazon.awssdk.services.dynamodb.model.ShardIteratorType;
 import software.amazon.awssdk.services.dynamodb.model.TrimmedDataAccessException;
 import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
@@ -76,7 +78,9 @@ import software.amazon.kinesis.leases.LeaseManagementConfig;
 import software.amazon.kinesis.leases.exceptions.DependencyException;
 import software.amazon.kinesis.leases.exceptions.InvalidStateException;
 import software.amazon.kinesis.leases.exceptions.ProvisionedThroughputException;
+import software.amazon.kinesis.leases.ShardSyncTaskManager;
 import software.amazon.kinesis.lifecycle.LifecycleConfig;
+import software.amazon.kinesis.lifecycle.TaskResult;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
 import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
 import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
@@ -109,7 +113,7 @@ import software.amazon.kinesis.retrieval.kpl.ExtendedSequenceNumber;
  *
  * <p>Keys read here that the multilang parser ignores: dynamoDbStreamArn, dynamoDBStreamsEndpoint,
  * cloudWatchEndpoint, streamsMaxAttempts, leaderLockMillis, engineStateFile, trimmedGapsFile, onTrimmed,
- * referenceProcessor. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown did not finish within
+ * shardSyncAtStart, referenceProcessor. Exit status: 0 after a completed graceful shutdown, 1 if the shutdown did not finish within
  * shutdownGraceMillis or the scheduler failed, 2 for an unusable configuration, 4 when a shard's position was older
  * than the stream's retention and onTrimmed is fail.
  *
@@ -136,6 +140,9 @@ public final class StreamsBridge {
     // Shards whose child has been initialised, which the KCL does only after it got the shard's iterator: from
     // then on the shard's position is fixed, and what is written to it will be read.
     private static final Set<String> POSITIONED = ConcurrentHashMap.newKeySet();
+    // Set when the lease table holds leases of another stream (shardSyncAtStart): see syncShardsOnce.
+    private static volatile ShardSyncTaskManager startSync;
+    private static final int START_SYNC_ATTEMPTS = 5;
 
     private StreamsBridge() {}
 
@@ -169,6 +176,7 @@ public final class StreamsBridge {
                 System.exit(0);
             });
         }
+        syncShardsOnce();
         Thread schedulerThread = new Thread(scheduler, "kcl-scheduler");
         Runtime.getRuntime().addShutdownHook(new Thread(() -> gracefulShutdown(scheduler, graceMillis), "bridge-shutdown"));
         schedulerThread.start();
@@ -186,6 +194,35 @@ public final class StreamsBridge {
         log.error("KCL scheduler stopped without a shutdown request");
         SCHEDULER_FAILED.set(true);
         System.exit(1);
+    }
+
+    /**
+     * The KCL syncs shards at start only into an empty lease table (the adapter forces
+     * skipShardSyncAtWorkerInitializationIfLeasesExist), and otherwise leaves it to the leader's periodic sync, a
+     * minute or more later. After a stream switch the lease table holds the old stream's finished leases, so the
+     * new stream would wait that long for its leases: the supervisor asks for one sync before the scheduler runs.
+     */
+    private static void syncShardsOnce() {
+        ShardSyncTaskManager sync = startSync;
+        if (sync == null) {
+            return;
+        }
+        for (int attempt = 1; attempt <= START_SYNC_ATTEMPTS; attempt++) {
+            TaskResult result = sync.callShardSyncTask();
+            if (result.getException() == null) {
+                log.info("shard sync at start done: the stream's shards have their leases");
+                return;
+            }
+            log.warn("shard sync at start failed (attempt {} of {}): {}", attempt, START_SYNC_ATTEMPTS,
+                    rootMessage(result.getException()));
+            try {
+                Thread.sleep(1000L * attempt);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+        log.warn("shard sync at start gave up; the KCL's periodic shard sync will create the leases");
     }
 
     private static void gracefulShutdown(Scheduler scheduler, long graceMillis) {
@@ -323,7 +360,8 @@ public final class StreamsBridge {
         DynamoDbStreamsClient plainStreams = streamsBuilder.build();
         TrimmedGapWatch trimmedGapWatch = new TrimmedGapWatch(plainStreams, onTrimmed.equals("fail"),
                 gapsFile.isEmpty() ? null : Paths.get(gapsFile));
-        LatestPins pins = new LatestPins(trimmedGapWatch, plainStreams, streamArn);
+        ForeignShardGuard foreignShardGuard = new ForeignShardGuard(trimmedGapWatch, plainStreams);
+        LatestPins pins = new LatestPins(foreignShardGuard, plainStreams, streamArn);
         latestPins = pins;
         AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(pins, region);
 
@@ -406,7 +444,23 @@ public final class StreamsBridge {
         Scheduler scheduler = StreamsSchedulerFactory.createScheduler(
                 checkpoint, coordinator, leaseManagement, lifecycle, metrics, processor, retrieval, adapterClient);
         leaseCoordinator = scheduler.leaseCoordinator();
+        if (Boolean.parseBoolean(raw.getProperty("shardSyncAtStart", "false").trim())) {
+            // The adapter's lease-management factory, set on the config by createScheduler: the same shard syncer
+            // (and initial position) the KCL's own syncs use.
+            startSync = adapterLeaseManagement(leaseManagement).createShardSyncTaskManager(
+                    new NullMetricsFactory(), tracker.streamConfigList().get(0), null);
+        }
         return scheduler;
+    }
+
+    /**
+     * The factory createScheduler put on the config. Its getter is deprecated in favour of one that builds a new
+     * factory, which would not be the adapter's: this one is wanted, and only read.
+     */
+    @SuppressWarnings("deprecation")
+    private static software.amazon.kinesis.leases.LeaseManagementFactory adapterLeaseManagement(
+            LeaseManagementConfig config) {
+        return config.leaseManagementFactory();
     }
 
     /**
@@ -956,15 +1010,126 @@ public final class StreamsBridge {
     }
 
     /**
+     * Keeps a shard of another stream of the table away from the record processors. The lease table outlives a
+     * stream switch and its keys are bare shard ids, so a lease of the table's new stream can be handed to a worker
+     * still on the old stream (or the reverse). Asked for a shard its stream does not have, DynamoDB Streams answers
+     * ResourceNotFoundException, which the adapter takes for the end of the shard: the child would then checkpoint
+     * SHARD_END on a shard it never read, and the other stream's records would be skipped without a word. Here
+     * such a shard, once found among the table's other streams (ListStreams, DescribeStream), fails its iterator
+     * with a retryable error instead: the KCL tries again later, nothing is checkpointed, and the lease goes to a
+     * worker on the right stream when this one moves on or stops. A shard no stream lists (expired after 24 hours)
+     * still ends as before.
+     */
+    static final class ForeignShardGuard extends DelegatingStreamsClient {
+        private static final String UNKNOWN = "";
+        private final DynamoDbStreamsClient lookup;
+        // Shard id -> the stream it belongs to ("" when the table's streams could not be listed).
+        private final Map<String, String> foreign = new ConcurrentHashMap<>();
+
+        ForeignShardGuard(DynamoDbStreamsClient delegate, DynamoDbStreamsClient lookup) {
+            super(delegate);
+            this.lookup = lookup;
+        }
+
+        @Override
+        public GetShardIteratorResponse getShardIterator(GetShardIteratorRequest request) {
+            String known = foreign.get(request.shardId());
+            if (known != null) {
+                throw refusal(request, known);
+            }
+            try {
+                return delegate.getShardIterator(request);
+            } catch (ResourceNotFoundException e) {
+                String other = otherStreamOf(request.streamArn(), request.shardId());
+                if (other == null) {
+                    throw e;
+                }
+                foreign.put(request.shardId(), other);
+                if (other.equals(UNKNOWN)) {
+                    log.error("shard {} is not in stream {}, and the table's other streams cannot be listed (grant "
+                            + "dynamodb:ListStreams): not reading it, so that its position is not ended unread",
+                            request.shardId(), request.streamArn());
+                } else {
+                    log.warn("shard {} belongs to stream {}, not to stream {} read here: it is left to a worker on "
+                            + "that stream", request.shardId(), other, request.streamArn());
+                }
+                throw refusal(request, other);
+            }
+        }
+
+        private static SdkClientException refusal(GetShardIteratorRequest request, String other) {
+            return SdkClientException.create("shard " + request.shardId() + " is not read on stream "
+                    + request.streamArn() + (other.equals(UNKNOWN) ? "" : " (it belongs to " + other + ")"));
+        }
+
+        /** The other stream of the table listing the shard, UNKNOWN if they cannot be listed, or null. */
+        private String otherStreamOf(String arn, String shardId) {
+            String table = tableOf(arn);
+            List<String> arns = new ArrayList<>();
+            try {
+                String start = null;
+                do {
+                    ListStreamsResponse page = lookup.listStreams(
+                            ListStreamsRequest.builder().tableName(table).exclusiveStartStreamArn(start).build());
+                    page.streams().forEach(stream -> arns.add(stream.streamArn()));
+                    start = page.lastEvaluatedStreamArn();
+                } while (start != null);
+            } catch (SdkException e) {
+                log.debug("cannot list the streams of table {}: {}", table, rootMessage(e));
+                return UNKNOWN;
+            }
+            for (String other : arns) {
+                if (other.equals(arn)) {
+                    continue;
+                }
+                try {
+                    if (shardsOf(lookup, other, false).contains(shardId)) {
+                        return other;
+                    }
+                } catch (SdkException e) {
+                    log.debug("cannot describe stream {}: {}", other, rootMessage(e));
+                }
+            }
+            return null;
+        }
+
+        private static String tableOf(String arn) {
+            // arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL
+            String resource = arn.split(":", 6)[5];
+            return resource.split("/")[1];
+        }
+    }
+
+    /** The ids of the stream's shards (only the open ones: without an ending sequence number), every page. */
+    static Set<String> shardsOf(DynamoDbStreamsClient client, String arn, boolean openOnly) {
+        Set<String> shards = new java.util.HashSet<>();
+        String start = null;
+        do {
+            StreamDescription description = client.describeStream(
+                    DescribeStreamRequest.builder().streamArn(arn).exclusiveStartShardId(start).build())
+                    .streamDescription();
+            for (Shard shard : description.shards()) {
+                if (!openOnly || shard.sequenceNumberRange() == null
+                        || shard.sequenceNumberRange().endingSequenceNumber() == null) {
+                    shards.add(shard.shardId());
+                }
+            }
+            start = description.lastEvaluatedShardId();
+        } while (start != null);
+        return shards;
+    }
+
+    /**
      * Tells the supervisor, through a small file rewritten every second, the scheduler's state, that the JVM still
      * answers, and whether every position is fixed: "STARTED 1732870000123 positioned". The supervisor's /readyz
      * waits for STARTED and positioned; its /healthz fails when the time stops moving (a hung JVM).
      *
-     * <p>Positioned means that every open shard of the stream has a lease (or an ancestor with one) and that no
-     * lease says LATEST any more: each names a sequence number, TRIM_HORIZON or SHARD_END (a worker that took a
-     * LATEST lease writes the position it resolved to, see LatestPins). Before that, a shard starting at LATEST would skip what is written
-     * now: a deploy that waits for readiness and then writes must see its writes delivered. Once positioned, the
-     * worker stays so (the lease table is not scanned again).
+     * <p>Positioned means that every open shard of the stream has a lease (or an ancestor with one; leases of
+     * another stream, left by a stream switch, do not count) and that no lease says LATEST any more: each names a
+     * sequence number, TRIM_HORIZON or SHARD_END (a worker that took a LATEST lease writes the position it resolved
+     * to, see LatestPins). Before that, a shard starting at LATEST would skip what is written now: a deploy that
+     * waits for readiness and then writes must see its writes delivered. Once positioned, the worker stays so (the
+     * lease table is not scanned again).
      */
     static final class EngineStateFile implements WorkerStateChangeListener {
         private final Path path;

@@ -93,13 +93,13 @@ def test_least_privilege(statements: dict[str, dict[str, Any]]) -> None:
     for sid, statement in statements.items():
         assert statement["Effect"] == "Allow", sid
         assert not any("*" in action for action in actions(statement)), f"{sid}: wildcard action"
-        assert "*" not in resources(statement), f"{sid}: resource *"
+        # ListStreams is the one action that takes no resource: it can only be granted on "*".
+        if actions(statement) != {"dynamodb:ListStreams"}:
+            assert "*" not in resources(statement), f"{sid}: resource *"
         assert "NotAction" not in statement, sid
         assert "NotResource" not in statement, sid
     everything = set().union(*(actions(s) for s in statements.values()))
-    # The stream is found with DescribeTable, so ListStreams (which cannot be scoped below "*") is not needed;
-    # KCL's CloudWatch metrics are off (metricsLevel NONE), so no PutMetricData either.
-    assert "dynamodb:ListStreams" not in everything
+    # KCL's CloudWatch metrics are off (metricsLevel NONE), so no PutMetricData.
     assert "cloudwatch:PutMetricData" not in everything
     assert not any(action.startswith(("dynamodb:BatchWrite", "dynamodb:DeleteTable")) for action in everything)
 
@@ -138,6 +138,9 @@ def test_kcl_actions(statements: dict[str, dict[str, Any]]) -> None:
         "dynamodb:GetShardIterator",
     }
     assert actions(statements["FindTheStreamOfTheSourceTable"]) == {"dynamodb:DescribeTable"}
+    # ListStreams takes no resource: its own statement, so that "*" grants nothing else.
+    assert actions(statements["ListTheStreamsOfTheSourceTable"]) == {"dynamodb:ListStreams"}
+    assert resources(statements["ListTheStreamsOfTheSourceTable"]) == ["*"]
 
 
 def test_each_sink_has_its_own_statement(statements: dict[str, dict[str, Any]]) -> None:
@@ -150,6 +153,7 @@ def test_each_sink_has_its_own_statement(statements: dict[str, dict[str, Any]]) 
         | {
             "ReadTheSourceStream",
             "FindTheStreamOfTheSourceTable",
+            "ListTheStreamsOfTheSourceTable",
             "KclLeaseTable",
             "KclLeaseTableIndex",
             "KclCoordinatorStateAndWorkerMetricsTables",

@@ -449,3 +449,13 @@ def test_check_config_refuses_an_alias_bomb_and_a_sink_that_cannot_be_built(tmp_
     assert unbuildable.returncode == 2
     assert "sinks.1 (webhook 'hook'): sink 'hook': headers.Content-Length: set by the sink itself" in unbuildable.stderr
     assert _check_config(_write(tmp_path, _webhook("https://h.example.com/"))).returncode == 0
+
+
+def test_stream_check_seconds_defaults_to_a_minute_and_has_a_floor(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, VALID), environ={}).source.stream_check_seconds == 60
+    fast = load_config(_write(tmp_path, VALID), environ={"CONSUMER_SOURCE__STREAM_CHECK_SECONDS": "2"})
+    assert fast.source.stream_check_seconds == 2
+    for value in ("0.5", "0", "-1", "3601"):
+        with pytest.raises(ConfigError) as raised:
+            load_config(_write(tmp_path, VALID), environ={"CONSUMER_SOURCE__STREAM_CHECK_SECONDS": value})
+        assert "source.stream_check_seconds" in _problems(raised.value), value

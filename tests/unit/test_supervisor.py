@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from consumer.config import config_from_mapping
+from consumer import supervisor
+from consumer.config import StartingPosition, config_from_mapping
 from consumer.errors import ConfigError, StartupError
+from consumer.streamswitch import Plan
 from consumer.supervisor import Observer, TrimmedGaps, _engine_state, find_engine, render_properties
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"
@@ -157,3 +160,79 @@ def test_engine_state_reports_whether_every_position_is_fixed(tmp_path: Path) ->
     assert _engine_state(state_file) == ("STARTED", 1732870000.123, False)
     state_file.write_text("STARTED 1732870000123 positioned\n", encoding="ascii")
     assert _engine_state(state_file) == ("STARTED", 1732870000.123, True)
+
+
+def test_a_stream_switch_renders_its_position_and_the_shard_sync_at_start() -> None:
+    config = _config()
+    props = _properties(render_properties(config, ARN, "w", "/p"))  # type: ignore[arg-type]
+    assert (props["initialPositionInStream"], props["shardSyncAtStart"]) == ("LATEST", "false")
+    switched = render_properties(
+        config,  # type: ignore[arg-type]
+        ARN,
+        "w",
+        "/p",
+        starting_position=StartingPosition.TRIM_HORIZON,
+        shard_sync_at_start=True,
+    )
+    assert (_properties(switched)["initialPositionInStream"], _properties(switched)["shardSyncAtStart"]) == (
+        "TRIM_HORIZON",
+        "true",
+    )
+    with pytest.raises(StartupError, match="set by the service, not here: shardSyncAtStart"):
+        render_properties(_config(kcl_properties={"shardSyncAtStart": "true"}), ARN, "w", "/p")  # type: ignore[arg-type]
+
+
+NEW = ARN.replace("2026-11-29", "2026-11-30")
+
+
+def test_the_stream_watch_waits_for_the_old_stream_to_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config({"stream_check_seconds": 5})
+    now = [0.0]
+    latest = [ARN]
+    plans = [Plan(ARN, None, "draining"), Plan(NEW, StartingPosition.TRIM_HORIZON, "drained", shard_sync_at_start=True)]
+    asked: list[str] = []
+
+    def plan_stream(source: object, application: str, current: str) -> Plan:
+        asked.append(current)
+        return plans.pop(0)
+
+    monkeypatch.setattr(supervisor, "latest_stream_arn", lambda source: latest[0])
+    monkeypatch.setattr(supervisor, "plan_stream", plan_stream)
+    watch = supervisor.StreamWatch(
+        config.source,  # type: ignore[attr-defined]
+        "products-notifier",
+        ARN,
+        ARN,
+        lambda plan: None,
+        clock=lambda: now[0],
+    )
+    assert watch.poll() is None  # not yet time to look
+    now[0] = 5
+    assert watch.poll() is None  # the table's stream is the one read: nothing surveyed
+    assert (asked, watch.behind) == ([], None)
+    latest[0] = NEW
+    now[0] = 6
+    assert watch.poll() is None  # checked every 5 s only
+    now[0] = 10
+    assert watch.poll() is None  # the old stream is not drained yet
+    assert watch.behind == NEW  # not ready meanwhile
+    now[0] = 15
+    plan = watch.poll()
+    assert plan is not None
+    assert (plan.stream_arn, plan.position) == (NEW, StartingPosition.TRIM_HORIZON)
+    watch.moved_to(plan)
+    assert (watch.reading, watch.behind, asked) == (NEW, None, [NEW, NEW])
+
+
+def test_not_ready_while_an_older_stream_is_read(tmp_path: Path) -> None:
+    for name in ("metrics", "children"):
+        (tmp_path / name).mkdir()
+    state = tmp_path / "engine-state"
+    observer = Observer(_config(), "products", tmp_path / "metrics", tmp_path / "children", state)  # type: ignore[arg-type]
+    observer.engine_restarted()
+    state.write_text(f"STARTED {int(time.time() * 1000)} positioned\n", encoding="ascii")
+    observer.tick(engine_running=True)
+    assert observer.state.ready
+    observer.switching = True
+    observer.tick(engine_running=True)
+    assert not observer.state.ready

@@ -75,11 +75,18 @@ def delivered_pairs(events: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
 
 
 def stream_positions(writer: Writer) -> dict[tuple[str, int], tuple[str, str]]:
-    """(key, version) -> (shard id, sequence number), read back from the table's stream from TRIM_HORIZON."""
+    """(key, version) -> (shard id, sequence number), read back from TRIM_HORIZON from every stream of the table
+    (a stream disabled and enabled again leaves the old one beside the new)."""
     endpoint = writer.dynamodb.meta.endpoint_url
     region = writer.dynamodb.meta.region_name
-    arn = writer.dynamodb.describe_table(TableName=writer.table)["Table"]["LatestStreamArn"]
     streams: Any = boto3.client("dynamodbstreams", region_name=region, endpoint_url=endpoint)
+    positions: dict[tuple[str, int], tuple[str, str]] = {}
+    for listed in streams.list_streams(TableName=writer.table)["Streams"]:
+        positions.update(_positions_in(streams, listed["StreamArn"]))
+    return positions
+
+
+def _positions_in(streams: Any, arn: str) -> dict[tuple[str, int], tuple[str, str]]:
     positions: dict[tuple[str, int], tuple[str, str]] = {}
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
         iterator = streams.get_shard_iterator(
