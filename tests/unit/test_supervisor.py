@@ -178,8 +178,8 @@ def test_a_stream_switch_renders_its_position_and_the_shard_sync_at_start() -> N
         "TRIM_HORIZON",
         "true",
     )
-    with pytest.raises(StartupError, match="set by the service, not here: shardSyncAtStart"):
-        render_properties(_config(kcl_properties={"shardSyncAtStart": "true"}), ARN, "w", "/p")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="set by the service, not here: shardSyncAtStart"):
+        _config(kcl_properties={"shardSyncAtStart": "true"})
 
 
 NEW = ARN.replace("2026-11-29", "2026-11-30")
