@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -106,6 +107,10 @@ class RuntimeSettings:
 
 def main(argv: list[str]) -> int:
     settings = RuntimeSettings(**json.loads(argv[1]))
+    # The record-processor child ignores these (the JVM stops it through the protocol), and ignored signals are
+    # inherited: the handler, and what it starts, get the dispositions of an ordinary process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _exit_with_parent()
     requests = os.fdopen(settings.requests_fd, "rb")
     responses = os.fdopen(settings.responses_fd, "wb", buffering=0)

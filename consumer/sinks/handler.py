@@ -133,8 +133,9 @@ class _Worker:
             raise self._memory_error(outgrew) from None
         self._wait_for_output()
         if message is None:
+            ended = self._exit_description()
             self.discard()
-            raise FunctionError(f"handler worker {self._exit_description()} while loading")
+            raise FunctionError(f"handler worker {ended} while loading")
         if not message.get("ready"):
             self.discard()
             raise FunctionError(str(message.get("error", "handler failed while loading")))
@@ -154,8 +155,9 @@ class _Worker:
             self._requests.write(line.encode("utf-8") + b"\n")
             self._requests.flush()
         except OSError:
+            ended = self._exit_description()
             self.discard()
-            raise FunctionError(f"handler worker {self._exit_description()}") from None
+            raise FunctionError(f"handler worker {ended}") from None
         try:
             message = self._read_message(started + timeout)
         except _OverranError:
@@ -166,8 +168,9 @@ class _Worker:
             raise self._memory_error(outgrew) from None
         self._wait_for_output()
         if message is None:
+            ended = self._exit_description()  # before the kill, which would otherwise be all it reports
             self.discard()
-            raise FunctionError(f"handler worker {self._exit_description()} during the invocation")
+            raise FunctionError(f"handler worker {ended} during the invocation")
         if "error" in message:
             error = message["error"]
             if message.get("fatal") or self.process.poll() is not None:
@@ -309,8 +312,17 @@ class HandlerSink:
             if worker.usable:
                 self._give_back(worker)
             else:
-                # Started now, so that its init overlaps the retry's backoff rather than delaying the retry.
-                self._give_back(self._start_worker(shard_id))
+                self._replace(shard_id)
+
+    def _replace(self, shard_id: Any) -> None:
+        """Start a worker for a discarded one now, so that its init overlaps the retry's backoff."""
+        try:
+            worker = self._start_worker(shard_id)
+        except TransientDeliveryError as error:
+            # The invocation's own error is the one to report; the next invocation tries to start one again.
+            log.warning("cannot start a replacement handler worker", sink=self.name, error=str(error))
+            return
+        self._give_back(worker)
 
     def _take_worker(self, shard_id: Any) -> _Worker:
         with self._lock:
