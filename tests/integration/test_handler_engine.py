@@ -178,6 +178,9 @@ def test_four_lanes_with_a_300_ms_handler_never_time_out(
     assert "still running" not in log
     assert "delivery retry" not in log
     assert len({x["pid"] for x in _lines(done)}) == 4  # a worker process per lane
+    printed = [line for line in _log_lines(worker) if str(line.get("event", "")).startswith("handling p")]
+    assert len(printed) == len(products)
+    assert all(line["shard_id"].startswith("shardId-") for line in printed)  # the lanes' threads know the shard
     assert worker.stop() == 0
 
 

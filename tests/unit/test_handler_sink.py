@@ -277,3 +277,21 @@ def test_a_module_failing_at_runtime_is_a_function_error(sinks: list[HandlerSink
     (tmp_path / "fn.py").write_text("import no_such_dependency_xyz\n")  # changed after the start-up check
     with pytest.raises(FunctionError, match="ModuleNotFoundError"):
         sink.send(_messages(INSERT))
+
+
+def test_consumer_run_refuses_a_handler_that_cannot_load_before_the_engine_starts(tmp_path: Path) -> None:
+    from consumer.config import config_from_mapping  # noqa: PLC0415
+    from consumer.supervisor import _check_handlers  # noqa: PLC0415
+
+    (tmp_path / "typo.py").write_text("def handler(event, context):\n    pass\n")
+    config = config_from_mapping(
+        {
+            "application_name": "app",
+            "source": {"table_name": "products", "region": "us-east-1"},
+            "sinks": [{"type": "handler", "handler": f"{tmp_path / 'typo.py'}:hanlder"}],
+        },
+        environ={},
+    )
+    with pytest.raises(StartupError, match=r"^cannot load handler .*typo.py:hanlder'.*AttributeError") as caught:
+        _check_handlers(config)
+    assert "\n" not in str(caught.value)
