@@ -339,7 +339,7 @@ class EventBridgeSinkConfig(_AwsSinkConfig):
 
 
 class HandlerSinkConfig(_SinkBase):
-    """Runs a Lambda handler in-process with a Lambda-shaped event {"Records": [...]} and a context object."""
+    """Runs a Lambda handler in worker processes with a Lambda-shaped event {"Records": [...]} and a context object."""
 
     type: Literal["handler"]
     name: str = "handler"
@@ -347,7 +347,14 @@ class HandlerSinkConfig(_SinkBase):
     handler: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")]
     function_name: str | None = None  # what context.function_name says; default: the sink name
     timeout_seconds: Annotated[float, Field(gt=0, le=900)] = 900.0  # what get_remaining_time_in_millis counts down
+    # What context.memory_limit_in_mb says; a worker process using more is killed only with enforce_memory_limit.
     memory_limit_in_mb: Annotated[int, Field(ge=128, le=10240)] = 128
+    # Off by default: Lambda counts its runtime's memory in the limit, and an interpreter that has loaded boto3
+    # already holds half of 128 MB; a limit that used to be a label would start failing invocations.
+    enforce_memory_limit: bool = False
+    # ["ReportBatchItemFailures"]: a {"batchItemFailures": [...]} response is honoured (Lambda's
+    # FunctionResponseTypes). Without it Lambda ignores the response, and so does this sink.
+    function_response_types: tuple[Literal["ReportBatchItemFailures"], ...] = ()
 
 
 SinkConfig = Annotated[

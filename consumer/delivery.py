@@ -9,6 +9,7 @@ destination, whatever cannot be delivered is raised, so the caller never checkpo
 
 from __future__ import annotations
 
+import contextvars
 import random
 import time
 import zlib
@@ -269,7 +270,11 @@ class Pipeline:
         if len(lanes) == 1:
             return self._deliver_to(sink, batch, policy)
         with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix=f"lane-{sink.name}") as pool:
-            futures = [pool.submit(self._deliver_to, sink, messages, policy) for messages in lanes.values()]
+            # Each lane in a copy of this thread's context: its log lines, and a handler's, keep the shard_id.
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._deliver_to, sink, messages, policy)
+                for messages in lanes.values()
+            ]
             results = [future.result() for future in futures]
         return sorted((letter for letters in results for letter in letters), key=lambda x: int(x.sequence_number))
 

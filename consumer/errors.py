@@ -7,7 +7,7 @@
     ├── DeliveryError            a sink could not take an event
     │   ├── TransientDeliveryError   worth retrying (timeouts, throttling, 5xx)
     │   │   ├── ThrottledError           the destination asked us to slow down (HTTP 429, Throttling codes)
-    │   │   └── FunctionError            a handler raised or overran: retried, but a record may be the cause
+    │   │   └── FunctionError            a handler failed its invocation: retried, but a record may be the cause
     │   └── PermanentDeliveryError   retrying cannot help (validation, 4xx, oversize)
     └── CheckpointError          the KCL refused a checkpoint
         ├── LeaseLostError           the lease moved to another worker: stop, never retry
@@ -70,7 +70,10 @@ class NotSentError(TransientDeliveryError):
 
 
 class FunctionError(TransientDeliveryError):
-    """A Lambda handler raised or ran past its timeout (Lambda's function error).
+    """A Lambda handler's invocation failed (Lambda's function error).
+
+    It raised anything (SystemExit included), ran past its timeout, its worker process died or outgrew an enforced
+    memory limit, or its response was not JSON.
 
     Retried like any transient error, since Lambda retries such a batch; but unlike an outage, one record of the
     batch may be what the handler chokes on, so `bisect_batch_on_error` splits the batch on it.

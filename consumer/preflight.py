@@ -12,6 +12,7 @@ from consumer.deadletter import build_destination
 from consumer.decode import StreamContext
 from consumer.errors import StartupError
 from consumer.sinks import build_sink
+from consumer.sinks.handler import check_handler
 
 PLACEHOLDER_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/check-config/stream/check-config"
 
@@ -21,7 +22,7 @@ def build_sinks_once(config: Config, stream_arn: str | None, *, handlers: bool =
 
     `stream_arn` is the resolved stream (the children's context), or None before it is known (check-config: a
     placeholder then, only its shape matters to the constructors). `handlers=False` leaves out the handler sinks,
-    whose construction imports the handler module and so runs its code.
+    whose check imports the handler module (in a throwaway worker process) and so runs its code.
     """
     source = config.source
     context = StreamContext(
@@ -33,6 +34,8 @@ def build_sinks_once(config: Config, stream_arn: str | None, *, handlers: bool =
         where = f"sinks.{index} ({sink_config.type} {sink_config.name!r})"
         try:
             build_sink(sink_config, context).close()
+            if isinstance(sink_config, HandlerSinkConfig):
+                check_handler(sink_config)
         except Exception as error:  # any failure here is one a child would die of
             raise StartupError(f"{where}: {_one_line(error)}") from error
     if config.on_failure is not None:

@@ -85,12 +85,13 @@ def find_engine(config: Config, environ: Mapping[str, str] | None = None) -> Eng
 
 
 def _check_handlers(config: Config) -> None:
-    # Imported here once so that a typo in a handler path is one clear line now, not a child crash per shard later.
-    from consumer.sinks.handler import load_handler  # noqa: PLC0415
+    # Loaded once now, in a throwaway worker process, so that a typo in a handler path is one clear line at start,
+    # not a failed invocation per batch later; never in this process, which would run the module's code.
+    from consumer.sinks.handler import check_handler  # noqa: PLC0415
 
     for sink in config.sinks:
         if isinstance(sink, HandlerSinkConfig):
-            load_handler(sink.handler)
+            check_handler(sink)
 
 
 def render_properties(
@@ -180,7 +181,7 @@ def run(config: Config, *, position_chosen: bool = False) -> int:
     _check_handlers(config)
     check_destination(config)
     stream_arn = resolve_stream_arn(config.source)
-    build_sinks_once(config, stream_arn)
+    build_sinks_once(config, stream_arn, handlers=False)  # the handlers were loaded just above
     worker_id = config.engine.worker_id or default_worker_id()
     if config.dry_run:
         config = dry_run_configuration(config)

@@ -1,22 +1,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from samples import STREAM_ARN
 
-from consumer.config import HandlerSinkConfig, config_from_mapping
+from consumer.config import config_from_mapping
 from consumer.decode import StreamContext, decode_record
 from consumer.errors import ConfigError
 from consumer.events import ChangeEvent
 from consumer.router import Router
 from consumer.sinks.base import Message
-from consumer.sinks.handler import HandlerSink, load_handler
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
-SEED_HANDLER = Path(__file__).parents[2] / "config" / "handlers" / "lambda_function.py"
 
 
 def _event(
@@ -183,61 +180,6 @@ def test_route_and_sink_problems_are_named_by_field_path(
     assert text in problems[path]
 
 
-def test_the_seed_handler_runs_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
-    sink = HandlerSink(HandlerSinkConfig(type="handler", handler=f"{SEED_HANDLER}:lambda_handler"), CONTEXT)
-    messages = [Message(e, "r", "", "application/json") for e in (INSERT, PRICE_CHANGE, REMOVE)]
-    assert sink.send(messages) == ()
-    out = capsys.readouterr().out
-    assert "New product added: Wireless Mouse" in out
-    assert "Event: INSERT, Product ID: prod-123, Name: Wireless Mouse, Price: 25.99" in out
-    assert "Product updated: Wireless Mouse" in out
-    assert "No NewImage found in record." in out
-
-
-def _handler_sink(tmp_path: Path, code: str) -> HandlerSink:
-    (tmp_path / "fn.py").write_text(code)
-    return HandlerSink(HandlerSinkConfig(type="handler", handler=f"{tmp_path / 'fn.py'}:handler"), CONTEXT)
-
-
-def test_handler_batch_item_failures_resend_from_the_lowest_failed_record(tmp_path: Path) -> None:
-    sink = _handler_sink(
-        tmp_path,
-        "def handler(event, context):\n"
-        "    assert context.get_remaining_time_in_millis() > 0 and context.aws_request_id\n"
-        "    return {'batchItemFailures': [{'itemIdentifier': r['dynamodb']['SequenceNumber']}\n"
-        "            for r in event['Records'] if r['eventName'] == 'MODIFY']}\n",
-    )
-    messages = [Message(e, "r", "", "application/json") for e in ALL]
-    failures = sink.send(messages)
-    assert [f.message.event.sequence_number for f in failures] == ["2", "3", "4"]
-
-
-def test_handler_exception_is_a_function_error_retried_like_a_transient_one(tmp_path: Path) -> None:
-    sink = _handler_sink(tmp_path, "def handler(event, context):\n    raise ValueError('boom')\n")
-    from consumer.errors import FunctionError, TransientDeliveryError  # noqa: PLC0415
-
-    with pytest.raises(FunctionError, match="ValueError: boom") as caught:
-        sink.send([Message(INSERT, "r", "", "application/json")])
-    assert isinstance(caught.value, TransientDeliveryError)
-
-
-def test_unknown_identifier_fails_the_whole_batch(tmp_path: Path) -> None:
-    sink = _handler_sink(
-        tmp_path, "def handler(event, context):\n    return {'batchItemFailures': [{'itemIdentifier': 'x'}]}\n"
-    )
-    failures = sink.send([Message(e, "r", "", "application/json") for e in ALL])
-    assert len(failures) == 4
-
-
-def test_handler_that_cannot_load_is_a_startup_error(tmp_path: Path) -> None:
-    from consumer.errors import StartupError  # noqa: PLC0415
-
-    with pytest.raises(StartupError, match="cannot load handler"):
-        load_handler("no_such_module_xyz:handler")
-    with pytest.raises(StartupError, match="cannot load handler"):
-        load_handler(f"{tmp_path / 'absent.py'}:handler")
-
-
 def test_lambda_format_leaves_out_absent_images_like_lambda() -> None:
     routed = _router([{"name": "l", "sinks": ["a"], "format": "lambda"}]).route([INSERT, REMOVE])
     insert, remove = (json.loads(m.body)["dynamodb"] for m in routed.by_sink["a"])
@@ -281,46 +223,6 @@ def test_any_template_failure_is_that_events_permanent_failure(template: str) ->
     routed = _router(routes).route([name_with_quote])
     (failure,) = routed.unrenderable
     assert "cannot render" in str(failure.error)
-
-
-def test_a_handler_editing_its_event_cannot_change_the_retry(tmp_path: Path) -> None:
-    sink = _handler_sink(
-        tmp_path,
-        "seen = []\n"
-        "def handler(event, context):\n"
-        "    record = event['Records'][0]\n"
-        "    seen.append(sorted(record['dynamodb']['NewImage']))\n"
-        "    record['dynamodb']['NewImage'].pop('price')\n"
-        "    return {'batchItemFailures': [{'itemIdentifier': record['dynamodb']['SequenceNumber']}]}\n",
-    )
-    message = Message(INSERT, "r", "", "application/json")
-    sink.send([message])
-    sink.send([message])
-    import fn  # noqa: PLC0415 - the handler module the sink loaded
-
-    assert fn.seen == [["name", "price", "productId"], ["name", "price", "productId"]]
-
-
-def test_handler_past_its_timeout_is_a_failed_invocation(tmp_path: Path) -> None:
-    import time  # noqa: PLC0415
-
-    from consumer.errors import FunctionError, TransientDeliveryError  # noqa: PLC0415
-
-    (tmp_path / "slow.py").write_text("import time\ndef handler(event, context):\n    time.sleep(1.5)\n")
-    config = HandlerSinkConfig(type="handler", handler=f"{tmp_path / 'slow.py'}:handler", timeout_seconds=0.3)
-    sink = HandlerSink(config, CONTEXT)
-    message = Message(INSERT, "r", "", "application/json")
-    started = time.monotonic()
-    with pytest.raises(FunctionError, match=r"timed out after 0.3 s"):  # Lambda counts a timeout as one
-        sink.send([message])
-    assert time.monotonic() - started < 1.0
-    # Not the records' doing but the previous run's: transient, and not a reason to split the batch.
-    with pytest.raises(TransientDeliveryError, match="still running") as caught:
-        sink.send([message])
-    assert not isinstance(caught.value, FunctionError)
-    time.sleep(1.5)
-    with pytest.raises(FunctionError, match="timed out"):  # a new run, which overruns again
-        sink.send([message])
 
 
 def test_a_malformed_image_fails_only_the_routes_that_read_it() -> None:

@@ -286,7 +286,14 @@ def test_handler_batch_item_failures(dynamodb: Any, table: str, start_worker: St
     handler.write_text(f"HANDLED, REPORTED = {str(handled)!r}, {str(reported)!r}\n" + PARTIAL_HANDLER)
     dead_letters = tmp_path / "dead-letters.jsonl"
     config = {
-        "sinks": [{"type": "handler", "name": "partial", "handler": f"{handler}:handler"}],
+        "sinks": [
+            {
+                "type": "handler",
+                "name": "partial",
+                "handler": f"{handler}:handler",
+                "function_response_types": ["ReportBatchItemFailures"],
+            }
+        ],
         "routes": [{"name": "all", "sinks": ["partial"], "format": "lambda"}],
         "delivery": {"backoff_base_seconds": 0.1, "backoff_max_seconds": 0.5},
         "on_failure": {"type": "file", "path": str(dead_letters)},
