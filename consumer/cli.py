@@ -155,6 +155,12 @@ def summary(config: Config) -> str:
             f"  start:        {source.starting_position.value}, up to {source.max_records} records per read, "
             f"every {source.poll_interval_ms} ms"
         ),
+        f"  batches:      up to {source.batch_size} records"
+        + (
+            f", gathered for up to {source.maximum_batching_window_seconds} s"
+            if source.maximum_batching_window_seconds
+            else ""
+        ),
         f"  sinks:        {sinks}",
         f"  routes:       {routes}",
         f"  shutdown:     {config.shutdown_grace_seconds:g} s grace",
