@@ -71,7 +71,10 @@ class Positions:
       destination), its last sequence number; before that, nothing.
     - `on_stop()`: on a requested shutdown, the last settled sequence number again (never a record given up).
     - `may_end_shard()`: SHARD_END stands for every record of the shard, so only if no record handed to this
-      child was left unsettled, and the lease is still held.
+      child was left unsettled or is still held in the batching window, and the lease is still held.
+
+    Records held in the batching window (`holding`) are not settled: `last_settled` only moves when a batch taken
+    from the window, in stream order, is settled, so every answer stays before the records still held.
 
     Nothing is ever checkpointed after the lease is lost: the new owner reads on from the last checkpoint.
     """
@@ -83,6 +86,8 @@ class Positions:
         self.stopping = False
         # Records were handed to this child and not settled: nothing may be checkpointed past them.
         self.given_up = False
+        # Records are held in the batching window, after last_settled, waiting for their batch to fill or close.
+        self.holding = False
 
     def accepts_records(self) -> bool:
         """False once the child stops or loses the lease: a read handed over then is left unsettled."""
@@ -107,7 +112,7 @@ class Positions:
         return None if self.lease_lost else self.last_settled
 
     def may_end_shard(self) -> bool:
-        return not self.given_up and not self.lease_lost
+        return not self.given_up and not self.lease_lost and not self.holding
 
     def written(self, sequence_number: str | None) -> None:
         self.last_checkpointed = sequence_number

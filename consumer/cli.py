@@ -10,7 +10,7 @@ from pathlib import Path
 
 from consumer import __version__
 from consumer.config import Config, StartingPosition, load_config
-from consumer.errors import ConfigError, ConfigProblem, StartupError
+from consumer.errors import ConfigError, ConfigProblem, ImportRefusedError, StartupError
 from consumer.logs import configure_logging
 
 EXIT_CONFIG = 2
@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as error:
         sys.stderr.write(f"consumer: cannot start: {error}\n")
         return EXIT_STARTUP
+    except ImportRefusedError as error:
+        sys.stderr.write(f"consumer: import-esm: {error}\n")
+        return EXIT_CONFIG
     return status
 
 
@@ -67,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--no-lag", action="store_true", help="read only the lease table, not the stream")
     status.set_defaults(handler=_status)
+
+    esm = commands.add_parser(
+        "import-esm",
+        help="print a configuration (YAML) doing what a Lambda event source mapping does, from the JSON of "
+        "`aws lambda get-event-source-mapping` or `list-event-source-mappings`",
+    )
+    esm.add_argument("file", metavar="FILE", help="the AWS CLI's JSON output, or - for standard input")
+    esm.add_argument("--uuid", help="the mapping to import when FILE lists several")
+    esm.set_defaults(handler=_import_esm)
 
     demo = commands.add_parser("demo", help="run the products example on a local moto endpoint")
     demo.add_argument(
@@ -131,6 +143,23 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_esm(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from consumer.esm import import_esm  # noqa: PLC0415
+
+    source = "standard input" if args.file == "-" else args.file
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        document = json.loads(text)
+    except OSError as error:
+        raise ImportRefusedError(f"cannot read {source}: {error.strerror or error}") from error
+    except ValueError as error:
+        raise ImportRefusedError(f"{source} is not JSON: {error}") from error
+    sys.stdout.write(import_esm(document, uuid=args.uuid, source=source))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from consumer import demo  # noqa: PLC0415
 
@@ -154,6 +183,12 @@ def summary(config: Config) -> str:
         (
             f"  start:        {source.starting_position.value}, up to {source.max_records} records per read, "
             f"every {source.poll_interval_ms} ms"
+        ),
+        f"  batches:      up to {source.batch_size} records"
+        + (
+            f", gathered for up to {source.maximum_batching_window_seconds} s"
+            if source.maximum_batching_window_seconds
+            else ""
         ),
         f"  sinks:        {sinks}",
         f"  routes:       {routes}",

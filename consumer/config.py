@@ -28,6 +28,7 @@ ENV_PREFIX = "CONSUMER_"
 ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
 MAX_RECORDS_LIMIT = 1000  # the Streams GetRecords limit, enforced again by the adapter
 DEFAULT_BATCH_SIZE = 100
+MAX_BATCHING_WINDOW_SECONDS = 300  # Lambda's limit for MaximumBatchingWindowInSeconds
 # Nodes that aliases may add to a configuration file once expanded: far more than a shared delivery block or
 # header set reused by every sink needs, far less than an alias bomb.
 MAX_ALIAS_EXPANSION = 10_000
@@ -109,6 +110,9 @@ class SourceConfig(_Frozen):
     # A read of up to max_records is decoded and delivered this many records at a time (Lambda's BatchSize, whose
     # default for DynamoDB streams is 100): a handler sink's batches, and what a child holds decoded at once.
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = DEFAULT_BATCH_SIZE
+    # Lambda's MaximumBatchingWindowInSeconds: records are gathered across reads until batch_size is reached or
+    # this long has passed since the first of them arrived. 0: each read is delivered as it comes.
+    maximum_batching_window_seconds: Annotated[int, Field(ge=0, le=MAX_BATCHING_WINDOW_SECONDS)] = 0
     poll_interval_ms: Annotated[int, Field(ge=50, le=60_000)] = 1000
     # Stopping cannot bring trimmed records back, and it lets the records still in the stream age towards the same
     # cliff: by default the gap is made loud (error log, metric, alert) and reading goes on.

@@ -3,6 +3,7 @@
     ConsumerError
     ├── ConfigError              invalid configuration; carries every problem with its field path
     ├── StartupError             the environment cannot run the service (Java, jars, endpoint, table, stream)
+    ├── ImportRefusedError       an event source mapping `import-esm` cannot turn into a configuration
     ├── DecodeError              a stream record that is not a valid DynamoDB Streams record
     ├── DeliveryError            a sink could not take an event
     │   ├── TransientDeliveryError   worth retrying (timeouts, throttling, 5xx)
@@ -44,6 +45,10 @@ class ConfigError(ConsumerError):
 
 class StartupError(ConsumerError):
     """The service cannot start; the message is one line that names the cause."""
+
+
+class ImportRefusedError(ConsumerError):
+    """`consumer import-esm` cannot translate the mapping it was given; the message is one line that says why."""
 
 
 class DecodeError(ConsumerError):

@@ -33,6 +33,7 @@ from amazon_kclpy.checkpoint_error import CheckpointError as KclCheckpointError
 from amazon_kclpy.v3 import processor as kcl_processor
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from consumer.batching import BatchingWindow
 from consumer.checkpoint import Checkpointer, Positions, checkpoint, classify
 from consumer.config import DEFAULT_BATCH_SIZE, Config
 from consumer.deadletter import DeadLetter, build_destination, now
@@ -106,9 +107,13 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
         state: ChildState | None = None,
         withhold_raw: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batching_window_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pipeline = pipeline
         self._batch_size = batch_size
+        self._window = BatchingWindow(batch_size, batching_window_seconds)
+        self._clock = clock
         self._context = context
         self._metrics = metrics or ProcessorMetrics(CollectorRegistry(), context.table)
         self._state = state
@@ -129,31 +134,49 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
         table = self._metrics.table
-        if not records:
+        moment = self._clock()
+        if records:
+            behind = process_records_input.millis_behind_latest
+            if isinstance(behind, int | float):
+                self._metrics.behind_latest.labels(table).set(behind / 1000)
+            if not self._positions.accepts_records():
+                # Stopping: not settled, never checkpointed, read again after the restart. Lease lost: another
+                # worker reads this shard from our last checkpoint; these records are its to deliver.
+                log.info("records left unsettled", count=len(records), lease_lost=self._positions.lease_lost)
+                return
+            self._metrics.batch_size.labels(table).observe(len(records))
+            self._window.add(records, moment)
+        elif not self._window.held:
             # The KCL hands empty reads over too (callProcessRecordsEvenForEmptyRecordList): nothing follows the
             # iterator, so the shard is caught up, and its gauges must not keep the lag of its last busy moment.
             # (The adapter reports no MillisBehindLatest for an empty read.)
             self._metrics.max_lag.labels(table).set(0)
             self._metrics.behind_latest.labels(table).set(0)
             return
-        behind = process_records_input.millis_behind_latest
-        if isinstance(behind, int | float):
-            self._metrics.behind_latest.labels(table).set(behind / 1000)
-        if not self._positions.accepts_records():
-            # Stopping: not settled, never checkpointed, read again after the restart. Lease lost: another worker
-            # reads this shard from our last checkpoint; these records are its to deliver.
-            log.info("records left unsettled", count=len(records), lease_lost=self._positions.lease_lost)
-            return
+        # Empty reads come every poll interval or two: they are the clock that closes a batching window.
+        delivered = self._deliver(self._window.due(moment))
+        if records and self._window.seconds > 0:
+            log.debug("records held in the batching window", held=len(self._window.held))
+        if delivered:
+            position = self._positions.after_read()
+            if position is not None:
+                self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), position)
+
+    def _deliver(self, records: Sequence[Any]) -> bool:
+        """Deliver records taken from the window, slice by slice; False if they were given up (stopping)."""
+        self._positions.holding = bool(self._window.held)
+        if not records:
+            return True
+        table = self._metrics.table
         first, last = records[0].sequence_number, records[-1].sequence_number
         structlog.contextvars.bind_contextvars(first_sequence=first, last_sequence=last)
-        self._metrics.batch_size.labels(table).observe(len(records))
         if self._state is not None:
             self._state.busy()
         created: list[datetime] = []
         try:
             # Slice by slice: a slice is decoded, routed and delivered to every sink before the next is decoded,
             # so a child holds one slice of decoded records, not the whole read (memory), and a handler sink sees
-            # batches of at most `batch_size`, as under Lambda. The checkpoint still waits for the whole read.
+            # batches of at most `batch_size`, as under Lambda. The checkpoint waits for every slice.
             for start in range(0, len(records), self._batch_size):
                 events = self._decode(records[start : start + self._batch_size])
                 # One update per event name and slice: each is a write to the multiprocess file.
@@ -162,10 +185,13 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                 try:
                     self._pipeline.deliver(events)
                 except StopRequestedError:
-                    # Left unsettled on purpose: the final checkpoint (shutdown_requested) stays before this batch.
+                    # Left unsettled on purpose, and so is everything still held behind it: the final checkpoint
+                    # (shutdown_requested) stays before this batch.
                     self._positions.give_up(stopping=True)
+                    self._window.drop()
+                    self._positions.holding = False
                     log.warning("stopping during delivery; the batch will be read again after the restart")
-                    return
+                    return False
                 except UndeliveredError as error:
                     log.error(
                         "batch undelivered; exiting so the batch is read again from the last checkpoint",
@@ -178,9 +204,7 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
                 created += [event.approximate_creation for event in events]
             self._positions.settled(last)
             self._metrics.settled(created, now())
-            position = self._positions.after_read()
-            if position is not None:
-                self._checkpoint(_KclCheckpointer(process_records_input.checkpointer), position)
+            return True
         finally:
             if self._state is not None:
                 self._state.idle()
@@ -189,14 +213,22 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     @_decided
     def lease_lost(self, lease_lost_input: Any) -> None:
         del lease_lost_input
-        # Another worker owns the shard now; a checkpoint would be refused, and must not be attempted.
+        # Another worker owns the shard now; a checkpoint would be refused, and must not be attempted. Records
+        # held in the batching window are its to deliver too: it reads on from our last checkpoint, before them.
         self._positions.lease_lost = True
+        if self._window.held:
+            log.info("held records left to the new owner", count=len(self._window.held))
+            self._window.drop()
+            self._positions.holding = False
         self._metrics.leases_held.labels(self._metrics.table).set(0)
         log.info("lease lost", last_settled=self._positions.last_settled)
 
     @_decided
     def shard_ended(self, shard_ended_input: Any) -> None:
         self._metrics.leases_held.labels(self._metrics.table).set(0)
+        # The shard's last records may still be in the batching window: no later read will close it.
+        if self._window.held:
+            self._deliver(self._window.flush())
         if not self._positions.may_end_shard():
             # SHARD_END would hand the shard to its children and put the records given up behind the checkpoint
             # for good. Without it the bridge gives the lease up, and the shard is read again from its last
@@ -216,6 +248,10 @@ class RecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
     @_decided
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         self._metrics.leases_held.labels(self._metrics.table).set(0)
+        # Records held in the batching window are delivered before the final checkpoint, as a batch in hand would
+        # be; a sink that needs a retry makes the child give them up instead (read again after the restart).
+        if self._window.held:
+            self._deliver(self._window.flush())
         position = self._positions.on_stop()
         if position is None:
             return
@@ -341,6 +377,7 @@ def main() -> int:
         state=state,
         withhold_raw=bool(config.log_redact),
         batch_size=config.source.batch_size,
+        batching_window_seconds=config.source.maximum_batching_window_seconds,
     )
     tune_garbage_collector()
     clean = False

@@ -81,7 +81,14 @@ def _checkpoint_reply(sequence: str | None, error: str | None = None) -> dict[st
     return {"action": "checkpoint", "sequenceNumber": sequence, "subSequenceNumber": None, "error": error}
 
 
-def _run(sink: Any, *messages: dict[str, Any], batch_size: int = 100, stopping: bool = False) -> list[dict[str, Any]]:
+def _run(
+    sink: Any,
+    *messages: dict[str, Any],
+    batch_size: int = 100,
+    stopping: bool = False,
+    window: float = 0.0,
+    clock: Sequence[float] | None = None,
+) -> list[dict[str, Any]]:
     """Feed messages to kclpy's loop; return what the child wrote back."""
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     stdout = io.StringIO()
@@ -93,7 +100,15 @@ def _run(sink: Any, *messages: dict[str, Any], batch_size: int = 100, stopping: 
         sleep=lambda _: None,
         stopping=lambda: stopping,
     )
-    processor = RecordProcessor(pipeline, CONTEXT, sleep=lambda _: None, batch_size=batch_size)
+    moments = iter(clock) if clock is not None else None
+    processor = RecordProcessor(
+        pipeline,
+        CONTEXT,
+        sleep=lambda _: None,
+        batch_size=batch_size,
+        batching_window_seconds=window,
+        clock=(lambda: 0.0) if moments is None else (lambda: next(moments)),  # a moment per process_records call
+    )
     try:
         kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=kclpy_errors).run()
     finally:
