@@ -464,10 +464,9 @@ def _compile_pattern(pattern: Any, path: str) -> _Pattern:
     if not isinstance(pattern, Mapping):
         raise FilterPatternError(path, f"a pattern must be a JSON object, got {_kind(pattern)}")
     rules: list[dict[str, _Leaf]] = []
-    leaves: dict[str, Any] = {}
-    _compile_object(pattern, path, "", rules, leaves, inside_or=False)
+    _compile_object(pattern, path, "", rules, inside_or=False)
     alternatives = tuple(_SubPattern(tuple(sorted(rule.items(), key=_java_order))) for rule in rules)
-    _check_complexity(rules, leaves, path)
+    _check_complexity(rules, path)
     paths = frozenset(key for rule in rules for key in rule)
     prefixes = frozenset(prefix for key in paths for prefix in _dotted_prefixes(key))
     return _Pattern(alternatives=alternatives, paths=paths, prefixes=prefixes)
@@ -503,7 +502,6 @@ def _compile_object(
     path: str,
     field: str,
     rules: list[dict[str, _Leaf]],
-    leaves: dict[str, Any],
     *,
     inside_or: bool,
 ) -> None:
@@ -515,13 +513,13 @@ def _compile_object(
             raise FilterPatternError(path, f"field names must be strings, got {key!r}")
         child = _key(path, key)
         if key == "$or":
-            _compile_or(value, child, field, rules, leaves)
+            _compile_or(value, child, field, rules)
             continue
         if inside_or and key in _RESERVED_IN_OR:
             raise FilterPatternError(child, f"{key!r} is an operator name, not a field name, inside $or")
         name = f"{field}.{key}" if field else key
         if isinstance(value, Mapping):
-            _compile_object(value, child, name, rules, leaves, inside_or=inside_or)
+            _compile_object(value, child, name, rules, inside_or=inside_or)
         elif isinstance(value, list):
             leaf = _compile_leaf(value, child)
             if not rules:
@@ -529,14 +527,13 @@ def _compile_object(
             for rule in rules:
                 # A field named twice (nested and dotted) keeps the last, as in event-ruler.
                 rule[name] = leaf
-            leaves[name] = value
         else:
             raise FilterPatternError(
                 child, f"expected an array of match conditions or a nested object, got {_kind(value)}"
             )
 
 
-def _compile_or(value: Any, path: str, field: str, rules: list[dict[str, _Leaf]], leaves: dict[str, Any]) -> None:
+def _compile_or(value: Any, path: str, field: str, rules: list[dict[str, _Leaf]]) -> None:
     if not isinstance(value, list):
         raise FilterPatternError(path, "$or must be an array of at least two pattern objects")
     before = [dict(rule) for rule in rules]
@@ -546,7 +543,7 @@ def _compile_or(value: Any, path: str, field: str, rules: list[dict[str, _Leaf]]
         if not isinstance(alternative, Mapping):
             raise FilterPatternError(where, f"$or takes pattern objects, got {_kind(alternative)}")
         branch = [dict(rule) for rule in before] or [{}]
-        _compile_object(alternative, where, field, branch, leaves, inside_or=True)
+        _compile_object(alternative, where, field, branch, inside_or=True)
         rules.extend(branch)
     if len(value) < 2:  # noqa: PLR2004 - one alternative is not an OR
         raise FilterPatternError(path, "$or must be an array of at least two pattern objects")
@@ -806,8 +803,9 @@ def _wildcard_tokens(text: str, path: str) -> list[str | None]:
 # (MachineComplexityEvaluator): the most wildcard-pattern states a worst-case value can keep alive at once in one
 # field's byte machine, counting a state's pending `*` loop too. This is that measure, over the same machines.
 
-# A state of one wildcard's byte automaton: (pattern, value, position) after the determinate prefix, or
-# (pattern, prefix bytes) / (pattern, prefix bytes, "*") within it, where equal prefixes share storage.
+# A state of one wildcard's byte automaton: (pattern, occurrence, value, position) after its first `*`, or
+# (pattern, prefix bytes) / (pattern, prefix bytes, "*") up to it: event-ruler shares a pattern's determinate prefix
+# and first `*` between occurrences, and keeps the rest apart (a repeated wildcard counts twice).
 _State = tuple[Any, ...]
 
 
@@ -818,15 +816,21 @@ class _Automaton:
     alphabet: frozenset[int]
 
 
-def _check_complexity(rules: list[dict[str, _Leaf]], leaves: dict[str, Any], path: str) -> None:
-    machines: dict[tuple[Any, ...], set[tuple[str, tuple[str, ...]]]] = {}
+def _check_complexity(rules: list[dict[str, _Leaf]], path: str) -> None:
+    # One byte machine per field per state of event-ruler's name automaton: sub-patterns that share the fields
+    # before it (same names, same conditions) share it, and each adds its wildcards again.
+    machines: dict[tuple[Any, ...], list[tuple[str, tuple[str, ...]]]] = {}
     for rule in rules:
         previous: tuple[Any, ...] = ()
         for name, leaf in sorted(rule.items(), key=_java_order):
             wildcard_patterns = _wildcard_patterns(leaf)
             if wildcard_patterns:
-                machines.setdefault((previous, name), set()).update(wildcard_patterns)
-            previous = (*previous, name, json.dumps(leaves.get(name), sort_keys=True, default=str))
+                machines.setdefault((previous, name), []).extend(wildcard_patterns)
+            if _absence_only(leaf):
+                # event-ruler's evaluator follows value matches only: what lies behind an `exists: false` alone is
+                # never measured.
+                break
+            previous = (*previous, name, leaf)
     for patterns in machines.values():
         complexity = _complexity(patterns)
         if complexity > WILDCARD_COMPLEXITY_LIMIT:
@@ -837,17 +841,25 @@ def _check_complexity(rules: list[dict[str, _Leaf]], leaves: dict[str, Any], pat
             )
 
 
-def _wildcard_patterns(leaf: _Leaf) -> set[tuple[str, tuple[str, ...]]]:
-    found: set[tuple[str, tuple[str, ...]]] = set()
+def _absence_only(leaf: _Leaf) -> bool:
+    return (
+        leaf.exists_false
+        and not (leaf.exists_true or leaf.strings or leaf.ips or leaf.doubles or leaf.number_texts or leaf.literals)
+        and not leaf.conditions
+    )
+
+
+def _wildcard_patterns(leaf: _Leaf) -> list[tuple[str, tuple[str, ...]]]:
+    found: list[tuple[str, tuple[str, ...]]] = []
     for condition in leaf.conditions:
         if isinstance(condition, _AnythingBut) and condition.wildcard_texts:
-            found.add(("anything-but", tuple(sorted(condition.wildcard_texts))))
+            found.append(("anything-but", tuple(sorted(set(condition.wildcard_texts)))))
         elif isinstance(condition, _Regex) and condition.wildcard is not None:
-            found.add(("wildcard", (condition.wildcard,)))
+            found.append(("wildcard", (condition.wildcard,)))
     return found
 
 
-def _complexity(patterns: set[tuple[str, tuple[str, ...]]]) -> int:
+def _complexity(patterns: list[tuple[str, tuple[str, ...]]]) -> int:
     automaton = _automaton(patterns)
     start: frozenset[_State] = frozenset({("start",)})
     seen = {start}
@@ -876,7 +888,7 @@ def _complexity(patterns: set[tuple[str, tuple[str, ...]]]) -> int:
     return worst
 
 
-def _automaton(patterns: set[tuple[str, tuple[str, ...]]]) -> _Automaton:
+def _automaton(patterns: list[tuple[str, tuple[str, ...]]]) -> _Automaton:
     steps: dict[_State, dict[int | None, set[_State]]] = {}
     loop: dict[_State, _State] = {}
     alphabet: set[int] = set()
@@ -884,7 +896,7 @@ def _automaton(patterns: set[tuple[str, tuple[str, ...]]]) -> _Automaton:
     def add(source: _State, byte: int | None, target: _State) -> None:
         steps.setdefault(source, {}).setdefault(byte, set()).add(target)
 
-    for pattern in patterns:
+    for occurrence, pattern in enumerate(patterns):
         for value_index, text in enumerate(pattern[1]):
             # Bytes as event-ruler walks them: the value between its JSON quotes, `*` as any run of bytes.
             tokens: list[int | None] = [0x22]
@@ -898,7 +910,9 @@ def _automaton(patterns: set[tuple[str, tuple[str, ...]]]) -> _Automaton:
             determinate = True
             for position, token in enumerate(tokens):
                 if token is None:
-                    star: _State = (pattern, prefix, "*") if determinate else (pattern, value_index, position, "*")
+                    star: _State = (
+                        (pattern, prefix, "*") if determinate else (pattern, occurrence, value_index, position, "*")
+                    )
                     for source in sources:
                         add(source, None, star)
                         loop[source] = star
@@ -910,7 +924,7 @@ def _automaton(patterns: set[tuple[str, tuple[str, ...]]]) -> _Automaton:
                     prefix += bytes([token])
                     state: _State = (pattern, prefix)
                 else:
-                    state = (pattern, value_index, position)
+                    state = (pattern, occurrence, value_index, position)
                 for source in sources:
                     add(source, token, state)
                 sources = [state]

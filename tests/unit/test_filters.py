@@ -474,6 +474,10 @@ def _price(*conditions: Any) -> dict[str, Any]:
         ),
         pytest.param(_price({"anything-but": [True]}), f"{PRICE}.anything-but[0]: anything-but takes", id="ab-bool"),
         pytest.param(_price({"anything-but": []}), f"{PRICE}.anything-but: empty array", id="ab-empty"),
+        # event-ruler 1.8.1 sometimes takes this and sometimes fails to add the rule: refused, always.
+        pytest.param(
+            _price({"anything-but": {"prefix": []}}), f"{PRICE}.anything-but.prefix: empty", id="ab-empty-set"
+        ),
         pytest.param(_price({"anything-but": {"numeric": [">", 1]}}), f"{PRICE}.anything-but: unknown", id="ab-op"),
         pytest.param(
             _price({"anything-but": {"prefix": 1}}), f"{PRICE}.anything-but.prefix: prefix inside", id="ab-prefix"
