@@ -9,7 +9,7 @@ MVN ?= mvn
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars demo test test-unit test-engine faults image-test bench bench-smoke lint format clean
+.PHONY: help install jars ruler demo test test-unit test-engine test-filters-differential faults image-test bench bench-smoke lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,24 @@ $(BRIDGE_JAR): consumer/kcl/StreamsBridge.java $(JARS_STAMP)
 	jar cf $@ -C $(JARS_DIR)/.classes .
 	rm -rf $(JARS_DIR)/.classes
 
+# AWS's event-pattern matcher (event-ruler) for the filters' differential test: test-only, resolved into build/ruler,
+# never into the jars the image ships.
+RULER_DIR := build/ruler
+RULER_STAMP := $(RULER_DIR)/.resolved
+RULER_CLASS := $(RULER_DIR)/classes/RulerRunner.class
+
+ruler: $(RULER_CLASS) ## Resolve event-ruler with Maven and compile the test runner that judges filter patterns with it
+
+$(RULER_STAMP): tests/ruler/pom.xml
+	rm -rf $(RULER_DIR)/lib && mkdir -p $(RULER_DIR)/lib
+	$(MVN) -B -q -f tests/ruler/pom.xml dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory=$(abspath $(RULER_DIR)/lib)
+	touch $@
+
+$(RULER_CLASS): tests/ruler/RulerRunner.java $(RULER_STAMP)
+	rm -rf $(RULER_DIR)/classes && mkdir -p $(RULER_DIR)/classes
+	javac -Xlint:deprecation -d $(RULER_DIR)/classes -cp '$(RULER_DIR)/lib/*' tests/ruler/RulerRunner.java
+
 demo: install jars ## Run the products example on a local moto endpoint (add ARGS=--keep-running to stay up)
 	$(BIN)/consumer demo $(ARGS)
 
@@ -45,8 +63,8 @@ PROMTOOL := $(BIN)/promtool
 $(PROMTOOL): tests/install-promtool.sh | $(VENV)/.installed
 	bash tests/install-promtool.sh $@
 
-test: install jars $(PROMTOOL) ## Run the whole test suite (unit + the real engine against moto)
-	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
+test: install jars ruler $(PROMTOOL) ## Run the whole test suite (unit + the real engine against moto)
+	@CONSUMER_REQUIRE_RULER=1 $(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the test tree is broken" >&2; exit 1; fi; \
 	exit $$status
 
@@ -63,6 +81,13 @@ image-test: install ## Build the container image with podman and run it against 
 
 test-unit: install $(PROMTOOL) ## Only the fast tests (no JVM)
 	$(BIN)/pytest -m "not engine and not faults and not image and not bench" $(PYTEST_ARGS)
+
+# FILTERS_DIFFERENTIAL_EXAMPLES patterns, each judged against 6 generated records (make test runs 400).
+FILTERS_DIFFERENTIAL_EXAMPLES ?= 5000
+
+test-filters-differential: install ruler ## The filters against event-ruler on many more generated patterns (a few minutes)
+	CONSUMER_REQUIRE_RULER=1 FILTERS_DIFFERENTIAL_EXAMPLES=$(FILTERS_DIFFERENTIAL_EXAMPLES) \
+		$(BIN)/pytest -m differential tests/ruler $(PYTEST_ARGS)
 
 test-engine: install jars ## Only the tests that run the real engine
 	$(BIN)/pytest -m engine $(PYTEST_ARGS)

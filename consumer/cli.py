@@ -139,7 +139,8 @@ def _check_config(args: argparse.Namespace) -> int:
     sys.stdout.write(summary(config) + "\n")
     from consumer.deadletter import destination_warnings  # noqa: PLC0415
 
-    sys.stderr.writelines(f"consumer: warning: {warning}\n" for warning in destination_warnings(config))
+    warnings = [*config.filter_warnings(), *destination_warnings(config)]
+    sys.stderr.writelines(f"consumer: warning: {warning}\n" for warning in warnings)
     return 0
 
 

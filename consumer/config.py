@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from consumer.addresses import forbidden, literal_address
 from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ConfigError, ConfigProblem
-from consumer.filters import compile_patterns, parse_filter_criteria
+from consumer.filters import compile_patterns, numeric_on_string_paths, parse_filter_criteria, pattern_objects
 from consumer.formats import compile_template
 
 ENV_PREFIX = "CONSUMER_"
@@ -543,6 +543,24 @@ class Config(_Frozen):
                     "bound max_retry_attempts, or leave the processing timeout unset"
                 )
         return self
+
+    def filter_warnings(self) -> list[str]:
+        """Patterns that can never match: a number asked of a DynamoDB "N" value, which Lambda's record holds as a
+        string (numeric filtering "doesn't apply" to it). Valid, so a warning and not an error."""
+        warnings: list[str] = []
+        for i, route in enumerate(self.routes):
+            spec = route.filter
+            sources = [("patterns", list(spec.patterns))] if spec.patterns else []
+            if spec.filter_criteria is not None:
+                sources.append(("filter_criteria", spec.filter_criteria))
+            for name, value in sources:
+                for where, pattern in pattern_objects(value):
+                    warnings += [
+                        f"routes.{i}.filter.{name}{where}.{path}: a number is asked of a DynamoDB N value, which the "
+                        "Lambda record holds as a string: this never matches (match the string, or use `where`)"
+                        for path in numeric_on_string_paths(pattern)
+                    ]
+        return warnings
 
     def references(self, environ: Mapping[str, str]) -> list[ConfigProblem]:
         """Problems of one setting naming another (a route's sinks, `unmatched`, env vars for secrets)."""

@@ -113,7 +113,9 @@ def to_lambda_record(event: ChangeEvent, context: StreamContext, *, private: boo
         # The adapter writes an absent image as {}; Lambda leaves the key out.
         if not dynamodb.get(image):
             dynamodb.pop(image, None)
-    dynamodb["ApproximateCreationDateTime"] = int(event.approximate_creation.timestamp())
+    # AWS sends whole seconds as a JSON number with a fraction (1664559083.0): handlers that check for a float, and
+    # JSON Schema "number" vs "integer", see the same type as under Lambda.
+    dynamodb["ApproximateCreationDateTime"] = float(int(event.approximate_creation.timestamp()))
     out: dict[str, Any] = {
         "eventID": raw["eventID"],
         "eventName": raw["eventName"],

@@ -79,7 +79,9 @@ def test_lambda_shape_has_arn_and_creation_time_in_seconds(load_fixture: Any) ->
     raw = load_fixture("ttl_delete_record.json")
     lambda_record = to_lambda_record(_decode(raw), CONTEXT)
     assert lambda_record["eventSourceARN"] == STREAM_ARN
-    assert lambda_record["dynamodb"]["ApproximateCreationDateTime"] == 1732800001
+    creation = lambda_record["dynamodb"]["ApproximateCreationDateTime"]
+    assert creation == 1732800001.0
+    assert type(creation) is float
     assert lambda_record["dynamodb"]["Keys"] == raw["dynamodb"]["Keys"]
     assert lambda_record["userIdentity"] == {"principalId": "dynamodb.amazonaws.com", "type": "Service"}
     assert lambda_record["eventSource"] == "aws:dynamodb"

@@ -118,8 +118,10 @@ def _match(pattern: Any, record: dict[str, Any] = RECORD) -> bool:
         pytest.param(new("name", "S", "wireless mouse"), False, id="string-case-sensitive"),
         pytest.param(new("sku", "S", ""), True, id="empty-string"),
         pytest.param(new("name", "S", ""), False, id="empty-string-other"),
-        pytest.param(new("price", "N", 25.99), True, id="number-vs-N-string"),
-        pytest.param(new("price", "N", Decimal("25.990")), True, id="number-numerically"),
+        # Lambda: "N" values are strings, so number literals and numeric conditions never match them (AWS: numeric
+        # filtering "doesn't apply"); the string spelling does.
+        pytest.param(new("price", "N", 25.99), False, id="number-vs-N-string"),
+        pytest.param(new("price", "N", Decimal("25.990")), False, id="number-numerically"),
         pytest.param(new("price", "N", 25.98), False, id="number-other"),
         pytest.param(new("price", "N", "25.99"), True, id="string-vs-N-string"),
         pytest.param(new("active", "BOOL", True), True, id="true"),  # noqa: FBT003 - a pattern literal
@@ -150,20 +152,20 @@ def _match(pattern: Any, record: dict[str, Any] = RECORD) -> bool:
             new("category", "S", {"anything-but": {"equals-ignore-case": ["books", "toys"]}}), True, id="ab-eic-list"
         ),
         pytest.param(new("category", "S", {"anything-but": {"wildcard": "Elec*"}}), False, id="anything-but-wildcard"),
-        pytest.param(new("price", "N", {"anything-but": [25.99]}), False, id="anything-but-number"),
+        pytest.param(new("price", "N", {"anything-but": [25.99]}), True, id="anything-but-number"),
         pytest.param(new("price", "N", {"anything-but": [19.99, 0]}), True, id="anything-but-numbers"),
         pytest.param(new("missing", "S", {"anything-but": "x"}), False, id="anything-but-needs-the-field"),
         # numeric, on DynamoDB's N strings
-        pytest.param(new("price", "N", {"numeric": [">", 0, "<=", 50]}), True, id="numeric-range"),
-        pytest.param(new("price", "N", {"numeric": ["<=", 50, ">", 0]}), True, id="numeric-range-reversed"),
+        pytest.param(new("price", "N", {"numeric": [">", 0, "<=", 50]}), False, id="numeric-range"),
         pytest.param(new("price", "N", {"numeric": [">", 25.99]}), False, id="numeric-gt-edge"),
-        pytest.param(new("price", "N", {"numeric": [">=", 25.99]}), True, id="numeric-ge-edge"),
+        pytest.param(new("price", "N", {"numeric": [">=", 25.99]}), False, id="numeric-ge-edge"),
         pytest.param(new("price", "N", {"numeric": ["<", 25.99]}), False, id="numeric-lt-edge"),
-        pytest.param(new("price", "N", {"numeric": ["=", 25.99]}), True, id="numeric-eq"),
+        pytest.param(new("price", "N", {"numeric": ["=", 25.99]}), False, id="numeric-eq"),
+        pytest.param({"dynamodb": {"SizeBytes": [{"numeric": [">", 20, "<", 30]}]}}, True, id="numeric-on-number"),
+        pytest.param({"dynamodb": {"SizeBytes": [26.0]}}, True, id="number-literal-on-number"),
         pytest.param(new("price", "N", {"numeric": [">", 26, "<", 100]}), False, id="numeric-range-outside"),
-        pytest.param(new("stock", "N", {"numeric": ["=", Decimal(STOCK)]}), True, id="numeric-38-digits"),
-        pytest.param(new("stock", "N", {"numeric": ["=", STOCK_PLUS_1]}), False, id="numeric-38-digits-off-1"),
-        pytest.param(new("stock", "N", {"numeric": [">", STOCK_MINUS_1]}), True, id="numeric-38-digits-gt"),
+        pytest.param(new("stock", "N", STOCK), True, id="38-digits-as-string"),
+        pytest.param(new("stock", "N", str(STOCK_PLUS_1)), False, id="38-digits-off-1"),
         pytest.param(new("stock", "N", STOCK_PLUS_1), False, id="literal-38-digits-off-1"),
         pytest.param(new("name", "S", {"numeric": [">", 0]}), False, id="numeric-on-text"),
         # exists
@@ -194,11 +196,9 @@ def _match(pattern: Any, record: dict[str, Any] = RECORD) -> bool:
         pytest.param(new("tags", "SS", {"anything-but": ["usb", "wireless"]}), False, id="SS-anything-but-all"),
         pytest.param(new("tags", "SS", {"exists": True}), True, id="SS-exists"),
         pytest.param({"dynamodb": {"NewImage": {"history": {"L": {"S": ["sale"]}}}}}, True, id="L-of-maps"),
-        pytest.param({"dynamodb": {"NewImage": {"history": {"L": {"N": [19.99]}}}}}, True, id="L-number"),
+        pytest.param({"dynamodb": {"NewImage": {"history": {"L": {"N": ["19.99"]}}}}}, True, id="L-number"),
         pytest.param({"dynamodb": {"NewImage": {"history": {"L": {"S": ["full"]}}}}}, False, id="L-no-element"),
-        pytest.param(
-            {"dynamodb": {"NewImage": {"dims": {"M": {"width": {"N": [{"numeric": ["<", 10]}]}}}}}}, True, id="M"
-        ),
+        pytest.param({"dynamodb": {"NewImage": {"dims": {"M": {"width": {"N": [{"prefix": "6."}]}}}}}}, True, id="M"),
         pytest.param({"dynamodb": {"NewImage": {"dims": {"M": {"unit": {"S": ["in"]}}}}}}, False, id="M-other"),
         # AND across keys, OR with $or
         pytest.param(
@@ -214,7 +214,7 @@ def _match(pattern: Any, record: dict[str, Any] = RECORD) -> bool:
         pytest.param(
             {
                 "dynamodb": {
-                    "NewImage": {"$or": [{"category": {"S": ["Books"]}}, {"price": {"N": [{"numeric": ["<", 30]}]}}]}
+                    "NewImage": {"$or": [{"category": {"S": ["Books"]}}, {"price": {"N": [{"prefix": "25."}]}}]}
                 }
             },
             True,
@@ -245,8 +245,8 @@ def _match(pattern: Any, record: dict[str, Any] = RECORD) -> bool:
             {
                 "eventName": ["MODIFY"],
                 "dynamodb": {
-                    "OldImage": {"price": {"N": [{"numeric": ["<", 20]}]}},
-                    "NewImage": {"price": {"N": [{"numeric": [">=", 20]}]}},
+                    "OldImage": {"price": {"N": [{"prefix": "19."}]}},
+                    "NewImage": {"price": {"N": [{"anything-but": {"prefix": "19."}}]}},
                 },
             },
             True,
@@ -274,7 +274,7 @@ def _json(pattern: Any) -> str:
         pytest.param(plain("price", {"numeric": [">", 25, "<", 26]}), True, id="numeric-Decimal"),
         pytest.param(plain("weight", 0.25), True, id="float-record"),
         pytest.param(plain("weight", {"numeric": ["=", Decimal("0.25")]}), True, id="numeric-float-record"),
-        pytest.param(plain("stock", {"numeric": ["=", Decimal(STOCK)]}), True, id="numeric-38-digit-Decimal"),
+        pytest.param(plain("stock", Decimal(STOCK)), True, id="38-digit-Decimal-literal"),
         pytest.param(plain("discontinued", None), True, id="null"),
         pytest.param(plain("discontinued", {"exists": True}), True, id="null-exists"),
         pytest.param(plain("name", None), False, id="null-vs-string"),
@@ -340,7 +340,7 @@ def test_insert_with_numeric_range_and_no_old_image() -> None:
     pattern = {
         "eventName": ["INSERT"],
         "dynamodb": {
-            "NewImage": {"price": {"N": [{"numeric": [">", 10, "<=", 30]}]}},
+            "NewImage": {"price": {"N": [{"prefix": "25."}]}},
             "OldImage": {"price": {"N": [{"exists": False}]}},
         },
     }
@@ -350,7 +350,7 @@ def test_insert_with_numeric_range_and_no_old_image() -> None:
 
 def test_several_patterns_are_ored() -> None:
     books = {"dynamodb": {"NewImage": {"category": {"S": ["Books"]}}}}
-    cheap = new("price", "N", {"numeric": ["<", 30]})
+    cheap = new("price", "N", {"prefix": "25."})
     assert compile_patterns([books, cheap]).matches(RECORD)
     assert not compile_patterns([books, books]).matches(RECORD)
     assert compile_patterns([]).matches(RECORD)
@@ -389,7 +389,7 @@ PRICE = "Filters[0].Pattern.dynamodb.NewImage.price.N[0]"
 
 
 def _criteria(*patterns: Any) -> dict[str, Any]:
-    return {"Filters": [{"Pattern": p if isinstance(p, str) else json.dumps(p)} for p in patterns]}
+    return {"Filters": [{"Pattern": p if isinstance(p, str) else _json(p)} for p in patterns]}
 
 
 def _price(*conditions: Any) -> dict[str, Any]:
@@ -421,8 +421,18 @@ def _price(*conditions: Any) -> dict[str, Any]:
         pytest.param(_price({"numeric": [">", 0, "<", 5, "<", 6]}), f"{PRICE}.numeric: numeric takes", id="num-3"),
         pytest.param(_price({"numeric": [">"]}), f"{PRICE}.numeric: numeric takes", id="num-1"),
         pytest.param(_price({"numeric": 5}), f"{PRICE}.numeric: numeric takes", id="num-scalar"),
-        pytest.param(_price({"numeric": [">", 0, ">", 5]}), f"{PRICE}.numeric[2]: two comparisons", id="num-2-lower"),
-        pytest.param(_price({"numeric": ["=", 0, "<", 5]}), f"{PRICE}.numeric[0]: two comparisons", id="num-eq-pair"),
+        pytest.param(_price({"numeric": [">", 0, ">", 5]}), f"{PRICE}.numeric[2]: a range starts", id="num-2-lower"),
+        pytest.param(_price({"numeric": ["<=", 5, ">", 0]}), f"{PRICE}.numeric[0]: a range starts", id="num-reversed"),
+        pytest.param(
+            _price({"numeric": [">=", 5, "<=", 5]}), f"{PRICE}.numeric: numeric range is empty", id="num-point"
+        ),
+        pytest.param(
+            _price({"numeric": ["=", Decimal(STOCK)]}), f"{PRICE}.numeric[1]: {STOCK} is not exactly", id="num-38"
+        ),
+        pytest.param(
+            _price({"numeric": [">", Decimal("1e400")]}), f"{PRICE}.numeric[1]: 1E+400 is not exactly", id="num-inf"
+        ),
+        pytest.param(_price({"numeric": ["=", 0, "<", 5]}), f"{PRICE}.numeric[0]: a range starts", id="num-eq-pair"),
         pytest.param(_price({"numeric": [">", 5, "<", 1]}), f"{PRICE}.numeric: numeric range is empty", id="num-empty"),
         pytest.param(_price({"exists": "yes"}), f"{PRICE}.exists: exists takes true or false", id="exists"),
         pytest.param(_price({"prefix": 5}), f"{PRICE}.prefix: prefix takes a string", id="prefix"),
@@ -434,19 +444,50 @@ def _price(*conditions: Any) -> dict[str, Any]:
         pytest.param(_price({}), f"{PRICE}: an operator object holds exactly one operator, got none", id="no-op"),
         pytest.param(_price({"wildcard": "a**b"}), f"{PRICE}.wildcard: consecutive '*'", id="wildcard-stars"),
         pytest.param(_price({"wildcard": "a\\b"}), f"{PRICE}.wildcard: invalid escape", id="wildcard-escape"),
-        pytest.param(_price({"cidr": "10.0.0.0/33"}), f"{PRICE}.cidr: not an IP address range", id="cidr"),
+        pytest.param(_price({"cidr": "10.0.0.0/32"}), f"{PRICE}.cidr: mask bits must be 0 to 31", id="cidr"),
+        pytest.param(_price({"cidr": "10.0.0.0"}), f"{PRICE}.cidr: not a CIDR block", id="cidr-no-mask"),
+        pytest.param(
+            _price({"anything-but": ["a", 1]}), f"{PRICE}.anything-but: anything-but takes all", id="ab-mixed"
+        ),
+        pytest.param(
+            _price({"anything-but": {"prefix": ""}}), f"{PRICE}.anything-but.prefix: an empty", id="ab-empty-prefix"
+        ),
+        pytest.param(
+            _price({"anything-but": {"suffix": ["a", ""]}}),
+            f"{PRICE}.anything-but.suffix[1]: an empty",
+            id="ab-empty-suffix",
+        ),
+        pytest.param(
+            _price({"anything-but": {"prefix": {"equals-ignore-case": "a"}}}),
+            f"{PRICE}.anything-but.prefix: prefix takes",
+            id="ab-prefix-eic",
+        ),
+        pytest.param(
+            _price({"wildcard": "*:*:*:*:*:event-bus/*"}),
+            "Filters[0].Pattern: wildcard pattern too complex",
+            id="wildcard-complex",
+        ),
+        pytest.param(
+            _criteria({"$or": [{"a": ["x"]}, {"prefix": ["x"]}]}),
+            "Filters[0].Pattern.$or[1].prefix: 'prefix' is an operator",
+            id="or-reserved",
+        ),
         pytest.param(_price({"anything-but": [True]}), f"{PRICE}.anything-but[0]: anything-but takes", id="ab-bool"),
         pytest.param(_price({"anything-but": []}), f"{PRICE}.anything-but: empty array", id="ab-empty"),
+        # event-ruler 1.8.1 sometimes takes this and sometimes fails to add the rule: refused, always.
+        pytest.param(
+            _price({"anything-but": {"prefix": []}}), f"{PRICE}.anything-but.prefix: empty", id="ab-empty-set"
+        ),
         pytest.param(_price({"anything-but": {"numeric": [">", 1]}}), f"{PRICE}.anything-but: unknown", id="ab-op"),
         pytest.param(
-            _price({"anything-but": {"prefix": 1}}), f"{PRICE}.anything-but.prefix: prefix takes", id="ab-prefix"
+            _price({"anything-but": {"prefix": 1}}), f"{PRICE}.anything-but.prefix: prefix inside", id="ab-prefix"
         ),
         pytest.param(
             _criteria({"$or": [{"eventName": ["INSERT"]}]}), "Filters[0].Pattern.$or: $or must be", id="or-one"
         ),
         pytest.param(_criteria({"$or": {"a": ["b"]}}), "Filters[0].Pattern.$or: $or must be", id="or-object"),
         pytest.param(
-            _criteria({"$or": ["a", "b"]}), "Filters[0].Pattern.$or[0]: a pattern must be a JSON object", id="or-items"
+            _criteria({"$or": ["a", "b"]}), "Filters[0].Pattern.$or[0]: $or takes pattern objects", id="or-items"
         ),
         pytest.param({"Filters": [{"pattern": "{}"}]}, 'Filters[0]: expected {"Pattern"', id="no-Pattern"),
         pytest.param({"Filters": {"Pattern": "{}"}}, "Filters: expected a list", id="Filters-not-list"),
@@ -477,8 +518,10 @@ ALL_OPERATORS = compile_patterns(
     [
         {"v": ["a", 1, 2.5, True, False, None, ""]},
         {"v": [{"prefix": "a"}, {"suffix": {"equals-ignore-case": "B"}}, {"equals-ignore-case": "c"}]},
-        {"v": [{"anything-but": ["a", 1]}], "w": [{"anything-but": {"wildcard": "x*"}}]},
-        {"v": [{"numeric": [">", 0, "<=", 5]}, {"numeric": ["=", Decimal(STOCK)]}]},
+        {"v": [{"anything-but": ["a", "b"]}], "w": [{"anything-but": {"wildcard": "x*"}}]},
+        {"v": [{"anything-but": [1, 2.5]}], "w": [{"anything-but": {"suffix": ["x", "y"]}}]},
+        {"v": [{"numeric": [">", 0, "<=", 5]}, {"numeric": ["=", 1e300]}, Decimal(STOCK)]},
+        {"a.b": ["x"], "v.w": [{"exists": True}]},
         {"v": [{"exists": True}], "w": [{"exists": False}]},
         {"v": [{"wildcard": "a*b\\*"}, {"cidr": "10.0.0.0/8"}, {"cidr": "::/0"}]},
         {"v": {"x": ["a"], "$or": [{"y": [{"exists": False}]}, {"z": {"S": [{"numeric": ["<", 0]}]}}]}},
@@ -527,3 +570,29 @@ def test_anything_but_is_the_negation_of_equals(value: Any) -> None:
         equal = compile_patterns([{"v": [excluded]}]).matches(record)
         other = compile_patterns([{"v": [{"anything-but": excluded}]}]).matches(record)
         assert equal is not other
+
+
+def test_check_config_warns_about_numbers_asked_of_n_values() -> None:
+    from consumer.config import config_from_mapping  # noqa: PLC0415
+
+    routes = [
+        {
+            "name": "pricey",
+            "sinks": ["log"],
+            "filter": {
+                "filter_criteria": _criteria(new("price", "N", {"numeric": [">", 20]}), new("name", "S", "x")),
+                "patterns": [{"$or": [new("qty", "N", 50), {"eventName": ["INSERT"]}]}],
+                "where": [{"new": {"price": [{"numeric": [">", 20]}]}}],
+            },
+        }
+    ]
+    config = config_from_mapping(
+        {"application_name": "app", "source": {"table_name": "t", "region": "us-east-1"}, "sinks": [{"type": "log"}],
+         "routes": routes},
+        {},
+    )  # fmt: skip
+    warnings = config.filter_warnings()
+    assert [w.split(":")[0] for w in warnings] == [
+        "routes.0.filter.patterns[0].$or[0].dynamodb.NewImage.qty.N",
+        "routes.0.filter.filter_criteria.Filters[0].Pattern.dynamodb.NewImage.price.N",
+    ]
