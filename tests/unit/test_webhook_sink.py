@@ -336,6 +336,8 @@ def test_an_unprefixed_secret_is_refused_with_the_command_that_keeps_its_key(
         ({"secret": "whsec_***"}, "secret: the part after whsec_ is not base64"),
         ({"secret": WHSEC, "previous_secret": "old text"}, "previous_secret: does not start with whsec_"),
         ({"previous_secret": OLD_WHSEC}, "previous_secret: set without secret"),
+        # An invalid secret is one problem, not also a "previous_secret without secret" beside it.
+        ({"secret": "hunter2", "previous_secret": OLD_WHSEC}, "secret: does not start with whsec_"),
     ],
 )
 def test_secrets_written_in_the_config_are_checked_with_their_field(settings: dict[str, Any], problem: str) -> None:
