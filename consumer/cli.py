@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from consumer import __version__
 from consumer.config import Config, StartingPosition, load_config
@@ -15,6 +18,84 @@ from consumer.logs import configure_logging
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
+
+DESCRIPTION = """\
+Consume a DynamoDB stream outside Lambda. The Kinesis Client Library (KCL) holds the shard leases and the
+checkpoints; Python filters, routes and formats each change and delivers it to sinks (webhook, SQS, SNS,
+EventBridge, a Lambda handler, a file, the log), with retries and dead letters.
+
+Start with `consumer demo` (a local endpoint, no AWS account), then
+`consumer check-config --config FILE` and `consumer run --config FILE`."""
+
+# (status, commands, meaning): the README's "Exit codes" table row for row, which a test holds them to.
+EXIT_CODES = (
+    ("0", "every command", "done; for run, a graceful stop with every final checkpoint written"),
+    ("1", "run", "the engine stopped abnormally; nothing unsettled was checkpointed: restart it"),
+    ("1", "redrive", "some entries could not be delivered again and were kept"),
+    ("1", "demo", "the notifications did not all arrive in time, or the consumer exited"),
+    ("2", "every command", "invalid configuration or arguments: each problem with its field path"),
+    ("3", "every command", "cannot start: Java, jars, credentials, endpoint, table, stream, a sink or destination"),
+    ("4", "run", "source.on_trimmed: fail stopped the worker at records lost to the stream's retention"),
+    ("128+N", "run", "the engine was killed by signal N (e.g. 137 for SIGKILL)"),
+)
+
+_KCL_DIR = Path(__file__).resolve().parent / "kcl"  # where `make jars` puts the engine, as the supervisor reads it
+_ENGINE_ARTIFACTS = (
+    ("KCL", "amazon-kinesis-client", "kcl.version"),
+    ("DynamoDB Streams Kinesis Adapter", "dynamodb-streams-kinesis-adapter", "adapter.version"),
+)
+
+
+def _epilog() -> str:
+    width = max(len(status) for status, _, _ in EXIT_CODES)
+    lines = [
+        f"  {status:<{width}}  {'' if commands == 'every command' else commands + ': '}{meaning}"
+        for status, commands, meaning in EXIT_CODES
+    ]
+    return "\n".join(["exit codes:", *lines, "", "Each command has its own --help, e.g. consumer run --help."])
+
+
+def version_text(kcl_dir: Path = _KCL_DIR) -> str:
+    """The service's version and the engine's: the jars that run when they are resolved, else the pom's pins."""
+    jar_names = [p.name for p in (kcl_dir / "jars").glob("*.jar")]
+    pins = _pom_properties(kcl_dir / "pom.xml")
+    engine: list[str] = []
+    resolved = True
+    for label, artifact, prop in _ENGINE_ARTIFACTS:
+        pattern = re.compile(rf"^{re.escape(artifact)}-(\d[^-]*)\.jar$")
+        found = sorted(m.group(1) for m in map(pattern.match, jar_names) if m)
+        if found:
+            engine.append(f"{label} {', '.join(found)}")
+        else:
+            resolved = False
+            engine.append(f"{label} {pins.get(prop, 'unknown')}")
+    where = f"jars in {kcl_dir / 'jars'}" if resolved else "pinned in the pom; jars not resolved: make jars"
+    python = f"Python {platform.python_version()} ({platform.python_implementation()})"
+    return "\n".join((f"consumer {__version__}", f"engine: {'; '.join(engine)} ({where})", python))
+
+
+def _pom_properties(pom: Path) -> dict[str, str]:
+    from xml.etree import ElementTree as ET  # noqa: PLC0415 - only --version reads the pom
+
+    try:
+        root = ET.parse(pom).getroot()  # noqa: S314 - the package's own pom, not outside input
+    except (OSError, ET.ParseError):
+        return {}
+    namespace = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+    properties = root.find(f"{namespace}properties")
+    if properties is None:
+        return {}
+    return {child.tag.removeprefix(namespace): (child.text or "").strip() for child in properties}
+
+
+class _VersionAction(argparse.Action):
+    # argparse's own version action would read the pom and list the jars whenever any command's parser is built.
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        sys.stdout.write(version_text() + "\n")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,8 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="consumer", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser = argparse.ArgumentParser(
+        prog="consumer",
+        description=DESCRIPTION,
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the service's version, the engine's (KCL, adapter) and Python's"
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="consume the configured stream until stopped (SIGTERM/SIGINT)")

@@ -8,6 +8,8 @@ leave unset.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -298,8 +300,11 @@ class WebhookSinkConfig(_SinkBase):
     url: str
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     headers: Mapping[str, str | EnvRef] = Field(default_factory=dict)
-    # Standard Webhooks signing secret: "whsec_" + base64 of the key, or any other text used as the key bytes.
+    # Standard Webhooks signing secret: "whsec_" then the key in base64, as the specification serialises it.
     secret: str | EnvRef | None = None
+    # During a rotation, the secret being retired: each request then carries both signatures, so a receiver that
+    # knows either secret accepts it. Remove it once every receiver has the new one.
+    previous_secret: str | EnvRef | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     verify_tls: bool = True
     ca_bundle: Path | None = None
@@ -308,6 +313,68 @@ class WebhookSinkConfig(_SinkBase):
     @classmethod
     def _url_usable(cls, value: str, info: ValidationInfo) -> str:
         return _webhook_url(value, allow_link_local=info.data.get("allow_link_local") is True)
+
+    @field_validator("secret", "previous_secret")
+    @classmethod
+    def _secret_usable(cls, value: str | EnvRef | None, info: ValidationInfo) -> str | EnvRef | None:
+        if isinstance(value, str):
+            whsec_key(value)
+        # `secret` is declared first, so it is in info.data here unless it was invalid (reported on its own).
+        if info.field_name == "previous_secret" and value is not None and info.data.get("secret", "") is None:
+            raise ValueError("set without secret: during a rotation, secret is the new secret and this the old one")
+        return value
+
+    def secret_problems(self, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(field, problem) for secrets read from the environment, which validation alone cannot see."""
+        problems: list[tuple[str, str]] = []
+        keys: dict[str, bytes] = {}
+        for field in ("secret", "previous_secret"):
+            value = getattr(self, field)
+            text = environ.get(value.env) if isinstance(value, EnvRef) else value
+            if text is None:
+                continue  # unset, or a variable that is not set (reported as such elsewhere)
+            try:
+                keys[field] = whsec_key(text, env=value.env if isinstance(value, EnvRef) else None)
+            except ValueError as error:
+                problems.append((field, str(error)))
+        if len(keys) == 2 and keys["secret"] == keys["previous_secret"]:  # noqa: PLR2004
+            problems.append(("previous_secret", "the same key as secret: set secret to the new secret"))
+        return problems
+
+
+WHSEC_PREFIX = "whsec_"
+
+
+def whsec_key(secret: str, env: str | None = None) -> bytes:
+    """The HMAC key of a Standard Webhooks secret, "whsec_" then the key in base64; ValueError says what is wrong.
+
+    Padding may be left out and surrounding whitespace (a trailing newline from a secrets file) is ignored, as the
+    reference libraries do. Anything else outside the base64 alphabet is refused: those libraries would silently
+    drop it and so verify with another key than the one meant.
+
+    A secret without the prefix is refused rather than guessed at: the reference libraries base64-decode it while
+    generic HMAC code uses its bytes as they are, so the same text would be two different keys.
+    """
+    text = secret.strip()
+    if not text.startswith(WHSEC_PREFIX):
+        where = f"{env} does not start" if env else "does not start"
+        keep = (
+            f"export {env}=whsec_$(printf %s \"${env}\" | base64 | tr -d '\\n')"
+            if env
+            else "write whsec_ then the output of: printf %s 'the text' | base64"
+        )
+        raise ValueError(
+            f"{where} with whsec_ (a Standard Webhooks secret is whsec_ then the key in base64); "
+            f"to keep this text as the key: {keep}"
+        )
+    encoded = text.removeprefix(WHSEC_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("the part after whsec_ is not base64 (A-Z, a-z, 0-9, + and /)") from None
+    if not key:
+        raise ValueError("the key after whsec_ is empty")
+    return key
 
 
 class _AwsSinkConfig(_SinkBase):
@@ -578,6 +645,8 @@ class Config(_Frozen):
             for field, value in _env_refs(sink):
                 if value.env not in environ:
                     problems.append(ConfigProblem(f"sinks.{i}.{field}", f"environment variable {value.env} is not set"))
+            if isinstance(sink, WebhookSinkConfig):
+                problems += [ConfigProblem(f"sinks.{i}.{f}", message) for f, message in sink.secret_problems(environ)]
         return problems
 
 

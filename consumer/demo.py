@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,9 +44,31 @@ def _say(text: str) -> None:
 
 
 def run_demo(*, keep_running: bool, timeout_seconds: float, endpoint_url: str | None) -> int:
+    """Run the demo in a directory of its own, removed at the end: kept only when the demo failed, since the
+    consumer's and moto's whole logs are then what explains it."""
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     workdir = Path(tempfile.mkdtemp(prefix="consumer-demo-"))
+    failed = True
+    try:
+        status = _demo_in(
+            workdir, keep_running=keep_running, timeout_seconds=timeout_seconds, endpoint_url=endpoint_url
+        )
+    except KeyboardInterrupt:
+        failed = False  # stopped by the user, not a failure to explain
+        raise
+    else:
+        failed = status != 0
+    finally:
+        # Runs once the consumer and moto have stopped: nothing writes into the directory any more.
+        if failed:
+            _say(f"kept {workdir} with the consumer's and moto's logs; remove it when done")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+def _demo_in(workdir: Path, *, keep_running: bool, timeout_seconds: float, endpoint_url: str | None) -> int:
     with contextlib.ExitStack() as stack:
         if endpoint_url is None:
             _say("starting a local moto endpoint ...")
@@ -59,7 +82,7 @@ def run_demo(*, keep_running: bool, timeout_seconds: float, endpoint_url: str | 
         config_path = workdir / "consumer.yaml"
         config_path.write_text(yaml.safe_dump(_demo_config(endpoint_url, notifications)), encoding="utf-8")
         consumer_log = workdir / "consumer.log"
-        _say(f"starting the consumer (its log: {consumer_log}) ...")
+        _say(f"starting the consumer (its log: {consumer_log}, removed at the end unless the demo fails) ...")
         consumer = stack.enter_context(_consumer_process(config_path, consumer_log))
 
         _write_seed_changes(dynamodb)

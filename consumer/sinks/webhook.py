@@ -8,7 +8,6 @@ the stream record's eventID: a receiver can drop the duplicates that retries pro
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -28,7 +27,7 @@ import httpx
 
 import consumer
 from consumer.addresses import IpAddress, forbidden
-from consumer.config import EnvRef, WebhookSinkConfig
+from consumer.config import EnvRef, WebhookSinkConfig, whsec_key
 from consumer.decode import StreamContext
 from consumer.errors import (
     DeliveryError,
@@ -42,7 +41,6 @@ from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
 USER_AGENT = f"dynamodb-streams-consumer/{consumer.__version__}"
-WHSEC_PREFIX = "whsec_"
 
 # Statuses that say "later": request timeout, too early, throttled; and every 5xx.
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -96,7 +94,12 @@ class WebhookSink:
         self._port = self._url.port or (443 if self._url.scheme == "https" else 80)
         self._allow_link_local = config.allow_link_local
         self._timeout = config.timeout_seconds
-        self._key = None if config.secret is None else signing_key(self._resolve(config.secret, "secret"))
+        # The current secret's signature first: receivers try each, and most already know the current one.
+        self._keys = tuple(
+            self._signing_key(value, setting)
+            for setting, value in (("secret", config.secret), ("previous_secret", config.previous_secret))
+            if value is not None
+        )
         headers = {"User-Agent": USER_AGENT}
         for header, value in config.headers.items():
             headers[header] = self._header(header, self._resolve(value, f"headers.{header}"))
@@ -135,11 +138,14 @@ class WebhookSink:
             "Content-Type": _content_type(message.content_type),
             "Idempotency-Key": message.event.event_id,
         }
-        if self._key is not None:
+        if self._keys:
             timestamp = int(time.time())
             headers["webhook-id"] = message.event.event_id
             headers["webhook-timestamp"] = str(timestamp)
-            headers["webhook-signature"] = sign(self._key, message.event.event_id, timestamp, body)
+            # Space-separated, one per key, as the specification lays out a secret rotation.
+            headers["webhook-signature"] = " ".join(
+                sign(key, message.event.event_id, timestamp, body) for key in self._keys
+            )
         try:
             with self._client.stream(self._method, self._url, content=body, headers=headers) as response:
                 return self._outcome(response)
@@ -206,6 +212,12 @@ class WebhookSink:
                 ) from None
         return value
 
+    def _signing_key(self, value: str | EnvRef, setting: str) -> bytes:
+        try:
+            return whsec_key(self._resolve(value, setting), env=value.env if isinstance(value, EnvRef) else None)
+        except ValueError as error:
+            raise StartupError(f"sink {self.name!r}: {setting}: {error}") from None
+
     def _header(self, header: str, value: str) -> str:
         if not _HEADER_NAME.match(header):
             raise StartupError(f"sink {self.name!r}: headers: {header!r} is not a valid HTTP header name")
@@ -232,17 +244,11 @@ class WebhookSink:
 
 
 def signing_key(secret: str) -> bytes:
-    """The HMAC key: base64-decoded after a `whsec_` prefix, else the secret's UTF-8 bytes."""
-    if secret.startswith(WHSEC_PREFIX):
-        try:
-            key = base64.b64decode(secret.removeprefix(WHSEC_PREFIX), validate=True)
-        except (binascii.Error, ValueError):
-            raise StartupError("webhook secret: the part after whsec_ is not valid base64") from None
-    else:
-        key = secret.encode("utf-8")
-    if not key:
-        raise StartupError("webhook secret is empty")
-    return key
+    """The HMAC key of a `whsec_` secret; StartupError if it is not one."""
+    try:
+        return whsec_key(secret)
+    except ValueError as error:
+        raise StartupError(f"webhook secret: {error}") from None
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from harness import Worker, checkpoints, put_product, unique
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
 
@@ -49,6 +51,83 @@ def receiver() -> Iterator[_Receiver]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+class _Verifier(ThreadingHTTPServer):
+    """A Standard Webhooks receiver that knows one secret, verifying with the reference library."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Verify)
+        self.webhook = Webhook(secret)
+        self.accepted: list[str] = []
+        self.refused = 0
+
+
+class _Verify(BaseHTTPRequestHandler):
+    server: _Verifier
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            event = self.server.webhook.verify(body, dict(self.headers.items()))
+        except WebhookVerificationError:
+            self.server.refused += 1
+            status = 401
+        else:
+            self.server.accepted.append(event["keys"]["productId"])
+            status = 204
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+def test_during_a_secret_rotation_receivers_knowing_only_the_old_or_only_the_new_secret_accept(
+    dynamodb: Any,
+    table: str,
+    start_worker: Callable[..., Worker],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old, new = ("whsec_" + base64.b64encode(seed * 32).decode() for seed in (b"o", b"n"))
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", new)  # the worker inherits the environment
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET_OLD", old)
+    receivers = {"old-only": _Verifier(old), "new-only": _Verifier(new)}
+    for server in receivers.values():
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    extra = {
+        "sinks": [
+            {
+                "type": "webhook",
+                "name": name,
+                "url": f"http://127.0.0.1:{server.server_address[1]}/",
+                "secret": {"env": "TEST_WEBHOOK_SECRET"},
+                "previous_secret": {"env": "TEST_WEBHOOK_SECRET_OLD"},
+            }
+            for name, server in receivers.items()
+        ],
+        "on_failure": {"type": "file", "path": str(dead_letters)},  # a refused signature would land here
+    }
+    try:
+        worker = start_worker(unique("app"), table, extra=extra)
+        for product in ("rotated-1", "rotated-2"):
+            put_product(dynamodb, table, product, price=3)
+
+        deadline = time.monotonic() + 150
+        while any(r.accepted != ["rotated-1", "rotated-2"] for r in receivers.values()):
+            assert worker.process.poll() is None, worker.tail()
+            assert time.monotonic() < deadline, f"{[(r.accepted, r.refused) for r in receivers.values()]}"
+            time.sleep(0.25)
+        assert [r.refused for r in receivers.values()] == [0, 0]
+        assert not dead_letters.exists()
+        assert worker.stop() == 0
+    finally:
+        for server in receivers.values():
+            server.shutdown()
+            server.server_close()
 
 
 def test_permanent_refusal_is_dead_lettered_with_the_full_record_and_the_shard_keeps_moving(

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import trustme
 from pydantic import ValidationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import consumer
 from consumer.config import WebhookSinkConfig
@@ -37,6 +38,9 @@ CONTEXT = StreamContext(
     region="us-east-1",
 )
 WHSEC = "whsec_" + base64.b64encode(b"a 24-byte test signing k").decode()
+# A rotation: the secret being retired and its successor (32 random-looking bytes each, as generators make them).
+OLD_WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+NEW_WHSEC = "whsec_" + base64.b64encode(bytes(range(100, 132))).decode()
 
 
 # -- a real HTTP server on loopback --------------------------------------------------------------------------------
@@ -267,20 +271,82 @@ def test_a_missing_environment_variable_stops_the_start(make_sink: Callable[...,
 
 
 @pytest.mark.parametrize(
-    ("headers", "secret", "problem"),
+    ("headers", "problem"),
     [
-        ({"Content-Type": "text/html"}, None, "set by the sink"),
-        ({"X-Bad": "a\r\nInjected: 1"}, None, "line breaks"),
-        ({"Bad Name": "x"}, None, "header name"),
-        ({}, "whsec_not*base64", "base64"),
-        ({}, "", "empty"),
+        ({"Content-Type": "text/html"}, "set by the sink"),
+        ({"X-Bad": "a\r\nInjected: 1"}, "line breaks"),
+        ({"Bad Name": "x"}, "header name"),
     ],
 )
-def test_bad_headers_and_secrets_stop_the_start(
-    make_sink: Callable[..., WebhookSink], headers: dict[str, str], secret: str | None, problem: str
+def test_bad_headers_stop_the_start(
+    make_sink: Callable[..., WebhookSink], headers: dict[str, str], problem: str
 ) -> None:
     with pytest.raises(StartupError, match=problem):
-        make_sink("http://127.0.0.1:9/", headers=headers, secret=secret)
+        make_sink("http://127.0.0.1:9/", headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("whsec_not*base64", "the part after whsec_ is not base64"),
+        ("whsec_url-safe_base64", "the part after whsec_ is not base64"),  # the reference library would drop - _
+        ("whsec_", "the key after whsec_ is empty"),
+        ("", "does not start with whsec_"),
+        ("plain text secret", "does not start with whsec_"),
+        # Base64 without the prefix too: the reference library would decode it, generic HMAC code would not.
+        (WHSEC.removeprefix("whsec_"), "does not start with whsec_"),
+    ],
+)
+def test_a_secret_from_the_environment_that_is_not_whsec_stops_the_start(
+    make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch, secret: str, problem: str
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", secret)
+    for setting in ("secret", "previous_secret"):
+        settings = {setting: {"env": "WEBHOOK_SECRET"}} | ({"secret": WHSEC} if setting == "previous_secret" else {})
+        with pytest.raises(StartupError) as raised:
+            make_sink("http://127.0.0.1:9/", **settings)
+        message = str(raised.value)
+        assert message.startswith(f"sink 'webhook': {setting}: ")
+        assert problem in message
+        assert "\n" not in message
+        if secret.removeprefix("whsec_"):
+            assert secret.removeprefix("whsec_") not in message  # never echoed
+
+
+def test_an_unprefixed_secret_is_refused_with_the_command_that_keeps_its_key(
+    make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", "plain text secret")
+    with pytest.raises(StartupError) as raised:
+        make_sink("http://127.0.0.1:9/", secret={"env": "WEBHOOK_SECRET"})
+    command = str(raised.value).split("to keep this text as the key: ", 1)[1]
+    assert command == "export WEBHOOK_SECRET=whsec_$(printf %s \"$WEBHOOK_SECRET\" | base64 | tr -d '\\n')"
+    # What the command makes of the old text is the old key, and the reference library reads it the same way.
+    converted = "whsec_" + base64.b64encode(b"plain text secret").decode()
+    assert webhook.signing_key(converted) == b"plain text secret"
+    assert Webhook(converted).sign("id", datetime.now(UTC), b"x") == webhook.sign(
+        b"plain text secret", "id", int(datetime.now(UTC).timestamp()), b"x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"secret": "hunter2"}, "secret: does not start with whsec_"),
+        ({"secret": "whsec_***"}, "secret: the part after whsec_ is not base64"),
+        ({"secret": WHSEC, "previous_secret": "old text"}, "previous_secret: does not start with whsec_"),
+        ({"previous_secret": OLD_WHSEC}, "previous_secret: set without secret"),
+        # An invalid secret is one problem, not also a "previous_secret without secret" beside it.
+        ({"secret": "hunter2", "previous_secret": OLD_WHSEC}, "secret: does not start with whsec_"),
+    ],
+)
+def test_secrets_written_in_the_config_are_checked_with_their_field(settings: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        WebhookSinkConfig.model_validate({"type": "webhook", "url": "http://127.0.0.1:9/", **settings})
+    (error,) = raised.value.errors()
+    field, message = problem.split(": ", 1)
+    assert error["loc"] == (field,)
+    assert message in error["msg"]
 
 
 # -- Standard Webhooks signatures ----------------------------------------------------------------------------------
@@ -288,8 +354,12 @@ def test_bad_headers_and_secrets_stop_the_start(
 
 @pytest.mark.parametrize(
     ("secret", "key"),
-    [(WHSEC, b"a 24-byte test signing k"), ("plain text secret", b"plain text secret")],
-    ids=["whsec", "raw"],
+    [
+        (WHSEC, b"a 24-byte test signing k"),
+        ("whsec_YSAyNS1ieXRlIHRlc3Qgc2lnbmluZyBrZXk", b"a 25-byte test signing key"),  # padding left out
+        (WHSEC + "\n", b"a 24-byte test signing k"),  # as read from a secrets file
+    ],
+    ids=["whsec", "unpadded", "newline"],
 )
 def test_requests_are_signed_the_standard_webhooks_way(
     server: _Server,
@@ -309,6 +379,69 @@ def test_requests_are_signed_the_standard_webhooks_way(
         assert abs(int(received.headers["webhook-timestamp"]) - time.time()) < 5
         assert received.headers["webhook-signature"] == _expected_signature(key, received)
         assert received.headers["webhook-signature"] != _expected_signature(b"another key", received)
+        # The receiving side as Standard Webhooks users write it: the reference library, given the same secret.
+        Webhook(secret.strip()).verify(received.body, received.headers, json_parse=False)
+
+
+def _verifies(secret: str, received: Received) -> bool:
+    try:
+        Webhook(secret).verify(received.body, received.headers, json_parse=False)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+def test_during_a_rotation_a_receiver_knowing_either_secret_accepts(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", NEW_WHSEC)
+    monkeypatch.setenv("WEBHOOK_SECRET_OLD", OLD_WHSEC)
+    sink = make_sink(
+        f"http://127.0.0.1:{server.port}/",
+        secret={"env": "WEBHOOK_SECRET"},
+        previous_secret={"env": "WEBHOOK_SECRET_OLD"},
+    )
+
+    assert sink.send([_message("100"), _message("200", body="ünïcode", content_type="text/plain")]) == ()
+
+    new_key, old_key = (base64.b64decode(s.removeprefix("whsec_")) for s in (NEW_WHSEC, OLD_WHSEC))
+    for received in server.received:
+        # Two space-separated v1 signatures, the current secret's first.
+        assert received.headers["webhook-signature"] == " ".join(
+            (_expected_signature(new_key, received), _expected_signature(old_key, received))
+        )
+        assert _verifies(OLD_WHSEC, received)  # a receiver not yet told of the new secret
+        assert _verifies(NEW_WHSEC, received)  # a receiver already moved on
+        assert not _verifies(WHSEC, received)  # and one that knows neither refuses
+
+
+def test_after_a_rotation_only_the_new_secret_verifies(
+    server: _Server, make_sink: Callable[..., WebhookSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", NEW_WHSEC)
+    sink = make_sink(f"http://127.0.0.1:{server.port}/", secret={"env": "WEBHOOK_SECRET"})
+
+    assert sink.send([_message("100")]) == ()
+
+    (received,) = server.received
+    assert " " not in received.headers["webhook-signature"]
+    assert _verifies(NEW_WHSEC, received)
+    assert not _verifies(OLD_WHSEC, received)
+
+
+def test_a_tampered_body_or_stale_timestamp_is_refused_by_the_reference_library(
+    server: _Server, make_sink: Callable[..., WebhookSink]
+) -> None:
+    sink = make_sink(f"http://127.0.0.1:{server.port}/", secret=WHSEC)
+    assert sink.send([_message("100")]) == ()
+    (received,) = server.received
+
+    assert _verifies(WHSEC, received)
+    tampered = Received(received.method, received.path, received.headers, received.body + b" ", received.client_port)
+    assert not _verifies(WHSEC, tampered)
+    stale = dict(received.headers, **{"webhook-timestamp": str(int(received.headers["webhook-timestamp"]) - 600)})
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(WHSEC).verify(received.body, stale, json_parse=False)
 
 
 # -- outcomes ------------------------------------------------------------------------------------------------------
