@@ -14,7 +14,8 @@ from typing import Any
 
 from bench.workload import make_item
 from consumer.config import Config
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
+from consumer.events import StreamContext
 from consumer.router import Router
 
 CONTEXT = StreamContext(

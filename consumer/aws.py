@@ -16,8 +16,8 @@ from botocore.exceptions import (
 )
 
 from consumer.config import SourceConfig
-from consumer.decode import table_of
 from consumer.errors import StartupError
+from consumer.events import table_of
 from consumer.streamswitch import Plan, Stream, plan_start
 
 log = structlog.get_logger("consumer.aws")

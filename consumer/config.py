@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from consumer.addresses import forbidden, literal_address
-from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ConfigError, ConfigProblem
+from consumer.events import STREAM_ARN_PATTERN
 from consumer.filters import compile_patterns, numeric_on_string_paths, parse_filter_criteria, pattern_objects
 from consumer.formats import compile_template
 

@@ -42,9 +42,9 @@ from consumer.config import (
     SnsDestinationConfig,
     SqsDestinationConfig,
 )
-from consumer.decode import StreamContext, to_lambda_record
+from consumer.decode import to_lambda_record
 from consumer.errors import DeliveryError, PermanentDeliveryError, StartupError, TransientDeliveryError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.payloads import dumps
 
 log = structlog.get_logger("consumer.deadletter")

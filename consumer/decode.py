@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,36 +17,19 @@ from typing import Any
 import orjson
 
 from consumer.errors import DecodeError
-from consumer.events import ChangeEvent, EventName, Image, Item, PlainValue, UserIdentity, values_differ
-
-STREAM_ARN_PATTERN = re.compile(
-    r"^arn:(?P<partition>aws[a-zA-Z-]*):dynamodb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-    r"table/(?P<table>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>[0-9A-Za-z:._-]+)$"
+from consumer.events import (
+    ChangeEvent,
+    EventName,
+    Image,
+    Item,
+    PlainValue,
+    StreamContext,
+    UserIdentity,
+    values_differ,
 )
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_NAMES = {name.value: name for name in EventName}
-
-
-@dataclass(frozen=True, slots=True)
-class StreamContext:
-    """What the records do not say about themselves but Lambda's record shape needs."""
-
-    stream_arn: str
-    region: str
-    # The source's endpoint override (a local endpoint); AWS sinks default to it, like to the region.
-    endpoint_url: str | None = None
-    table: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Once: every record's event names its table.
-        object.__setattr__(self, "table", table_of(self.stream_arn))
-
-
-def table_of(stream_arn: str) -> str:
-    match = STREAM_ARN_PATTERN.match(stream_arn)
-    if match is None:
-        raise ValueError(f"not a DynamoDB stream ARN: {stream_arn!r}")
-    return match.group("table")
 
 
 def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:

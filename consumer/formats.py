@@ -6,8 +6,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from consumer.decode import StreamContext, to_lambda_record
-from consumer.events import ChangeEvent
+from consumer.decode import to_lambda_record
+from consumer.events import ChangeEvent, StreamContext
 from consumer.payloads import dumps, plain, plain_json
 
 JSON = "application/json"

@@ -27,9 +27,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer import files
 from consumer.config import Config, S3DestinationConfig
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
 from consumer.errors import ConsumerError, DecodeError, StartupError
+from consumer.events import StreamContext
 from consumer.router import Router
 from consumer.sinks import Sink, build_sink
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from consumer.config import Config, RouteConfig
-from consumer.decode import StreamContext, to_lambda_record
+from consumer.decode import to_lambda_record
 from consumer.errors import PermanentDeliveryError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.filters import EventFilter, compile_patterns, parse_filter_criteria
 from consumer.formats import JSON, TEXT, Renderer, renderer
 from consumer.payloads import plain

@@ -17,7 +17,6 @@ from botocore import exceptions as botocore_errors
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.decode import StreamContext
 from consumer.errors import (
     DeliveryError,
     NotSentError,
@@ -25,6 +24,7 @@ from consumer.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
+from consumer.events import StreamContext
 from consumer.payloads import item_key
 from consumer.sinks.base import Failure, Message
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from consumer import files
 from consumer.config import FileSinkConfig
-from consumer.decode import StreamContext
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.events import StreamContext
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 

@@ -9,8 +9,7 @@ from typing import Any
 import structlog
 
 from consumer.config import LogSinkConfig
-from consumer.decode import StreamContext
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 

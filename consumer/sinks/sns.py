@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import boto3
 
 from consumer.config import SnsSinkConfig
-from consumer.decode import StreamContext
 from consumer.errors import DeliveryError, PermanentDeliveryError
+from consumer.events import StreamContext
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register

@@ -29,7 +29,6 @@ import httpx
 import consumer
 from consumer.addresses import IpAddress, forbidden
 from consumer.config import EnvRef, WebhookSinkConfig
-from consumer.decode import StreamContext
 from consumer.errors import (
     DeliveryError,
     NotSentError,
@@ -38,6 +37,7 @@ from consumer.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
+from consumer.events import StreamContext
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 

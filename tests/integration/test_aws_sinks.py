@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
 from consumer.config import EventBridgeSinkConfig, SnsSinkConfig, SqsSinkConfig
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import (
     DeliveryError,
     NotSentError,
@@ -22,6 +22,7 @@ from consumer.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
+from consumer.events import StreamContext
 from consumer.local import LOCAL_REGION, MotoServer, free_port
 from consumer.payloads import dumps, plain
 from consumer.sinks import aws, eventbridge, registry, sns, sqs

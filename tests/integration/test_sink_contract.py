@@ -18,8 +18,9 @@ import boto3
 import pytest
 
 from consumer.config import config_from_mapping
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import DeliveryError
+from consumer.events import StreamContext
 from consumer.formats import JSON
 from consumer.local import LOCAL_REGION, MotoServer
 from consumer.payloads import dumps, plain

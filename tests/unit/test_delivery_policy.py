@@ -14,9 +14,10 @@ from samples import STREAM_ARN
 
 from consumer.config import DeliveryPolicy, FileDestinationConfig, HandlerSinkConfig
 from consumer.deadletter import DeadLetter, FileDestination, entry
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
 from consumer.errors import DeliveryError, FunctionError, NotSentError, PermanentDeliveryError, TransientDeliveryError
+from consumer.events import StreamContext
 from consumer.router import Router
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from consumer.decode import StreamContext, event_from_record, to_lambda_record
+from consumer.decode import event_from_record, to_lambda_record
+from consumer.events import StreamContext
 from consumer.payloads import dumps
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "lambda-samples"

@@ -12,10 +12,10 @@ import structlog
 from samples import STREAM_ARN
 
 from consumer.config import FileSinkConfig, LogSinkConfig, MemorySinkConfig
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.formats import JSON
 from consumer.payloads import dumps, plain
 from consumer.router import Router

@@ -24,9 +24,9 @@ from pydantic import ValidationError
 
 import consumer
 from consumer.config import WebhookSinkConfig
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import NotSentError, PermanentDeliveryError, StartupError, ThrottledError, TransientDeliveryError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.sinks import webhook
 from consumer.sinks.base import Message
 from consumer.sinks.registry import build_sink
