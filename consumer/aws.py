@@ -1,12 +1,11 @@
-"""boto3 clients built from the source config, and the start-up checks that need AWS."""
+"""The start-up checks that need AWS, with clients built from the source config."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import boto3
 import structlog
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -15,6 +14,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
+from consumer import clients
 from consumer.config import SourceConfig
 from consumer.errors import StartupError
 from consumer.events import table_of
@@ -22,17 +22,11 @@ from consumer.streamswitch import Plan, Stream, plan_start
 
 log = structlog.get_logger("consumer.aws")
 
-# Start-up checks must fail within seconds, never hang on retries against an unreachable endpoint.
-_PREFLIGHT = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
+_PREFLIGHT = clients.PREFLIGHT
 
 
-def client(service: str, source: SourceConfig, config: BotoConfig | None = None) -> Any:
-    return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
-        region_name=source.region,
-        endpoint_url=source.endpoint_url,
-        config=config,
-    )
+def client(service: str, source: SourceConfig, settings: Mapping[str, Any] | None = None) -> Any:
+    return clients.client(service, source.region, source.endpoint_url, settings)
 
 
 def resolve_stream_arn(source: SourceConfig) -> str:

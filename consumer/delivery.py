@@ -29,7 +29,10 @@ from consumer.errors import (
     FunctionError,
     NotSentError,
     PermanentDeliveryError,
+    RecordTooOldError,
+    StopRequestedError,
     ThrottledError,
+    UndeliveredError,
 )
 from consumer.events import ChangeEvent
 from consumer.metrics import ProcessorMetrics
@@ -73,24 +76,6 @@ class RetryPolicy:
 
     def exhausted(self, attempts: int) -> bool:
         return self.max_attempts > 0 and attempts >= self.max_attempts
-
-
-class UndeliveredError(DeliveryError):
-    """Records that could be neither delivered nor dead-lettered."""
-
-    def __init__(self, sink: str, sequence_numbers: Sequence[str], cause: BaseException) -> None:
-        self.sink = sink
-        self.sequence_numbers = tuple(sequence_numbers)
-        self.cause = cause
-        super().__init__(f"{sink}: {len(sequence_numbers)} record(s) undelivered: {type(cause).__name__}: {cause}")
-
-
-class StopRequestedError(Exception):
-    """The service is stopping: the batch is left unsettled (not checkpointed) and read again after the restart."""
-
-
-class RecordTooOldError(PermanentDeliveryError):
-    """The record is older than the sink's max_record_age_seconds."""
 
 
 class Pipeline:
@@ -328,9 +313,8 @@ def _record_may_be_the_cause(error: DeliveryError) -> bool:
 def _retry_delay(policy: RetryPolicy, attempts: int, error: DeliveryError) -> float:
     delay = policy.delay(attempts - 1)
     # A server that says when to come back (429/503 Retry-After) is believed, within a cap.
-    retry_after = getattr(error, "retry_after", None)
-    if isinstance(retry_after, int | float) and retry_after > delay:
-        delay = min(float(retry_after), _RETRY_AFTER_CAP_SECONDS)
+    if error.retry_after is not None and error.retry_after > delay:
+        delay = min(error.retry_after, _RETRY_AFTER_CAP_SECONDS)
     return delay
 
 

@@ -34,14 +34,14 @@ from amazon_kclpy.v3 import processor as kcl_processor
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from consumer.batching import BatchingWindow
-from consumer.checkpoint import Checkpointer, Positions, checkpoint, classify
+from consumer.checkpoint import Checkpointer, Positions, checkpoint, error_from_kcl
 from consumer.config import DEFAULT_BATCH_SIZE, Config
 from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
 from consumer.decode import decode_record
-from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, StopRequestedError, UndeliveredError
+from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy
 from consumer.environment import CHILDREN_DIR_ENV, EXIT_FAILED, EXIT_UNDELIVERED, RESOLVED_CONFIG_ENV, STOP_FILE_ENV
-from consumer.errors import CheckpointError, DecodeError, LeaseLostError
+from consumer.errors import CheckpointError, DecodeError, LeaseLostError, StopRequestedError, UndeliveredError
 from consumer.events import ChangeEvent, StreamContext
 from consumer.health import ChildState
 from consumer.logs import configure_logging
@@ -65,7 +65,7 @@ class _KclCheckpointer:
         try:
             self._raw.checkpoint(sequence_number)
         except KclCheckpointError as error:
-            raise classify(str(error.value)) from None
+            raise error_from_kcl(str(error.value)) from None
 
 
 def _decided(method: Callable[..., None]) -> Callable[..., None]:

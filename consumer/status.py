@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer import clients
 from consumer.aws import client
 from consumer.config import Config
 from consumer.errors import StartupError
 
-_READ = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+_READ = clients.STATUS
 # Checkpoint values that are positions rather than sequence numbers.
 _SENTINELS = {"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "SHARD_END"}
 

@@ -33,8 +33,9 @@ from consumer.errors import (
     DeliveryError,
     NotSentError,
     PermanentDeliveryError,
+    RetryAfterError,
     StartupError,
-    ThrottledError,
+    TooManyRequestsError,
     TransientDeliveryError,
 )
 from consumer.events import StreamContext
@@ -67,19 +68,6 @@ _EXCERPT_BYTES = 200
 _DRAIN_LIMIT_BYTES = 64 * 1024
 
 E = TypeVar("E", bound=BaseException)
-
-
-class RetryAfterError(TransientDeliveryError):
-    """The endpoint answered with a status worth retrying; `retry_after` is its Retry-After in seconds, if any."""
-
-    def __init__(self, message: str, status: int, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class TooManyRequestsError(RetryAfterError, ThrottledError):
-    """HTTP 429: retried like any RetryAfterError, and counted as throttling."""
 
 
 @register("webhook")
@@ -371,4 +359,4 @@ def _cause(error: BaseException, kind: type[E]) -> E | None:
     return None
 
 
-__all__ = ["USER_AGENT", "RetryAfterError", "WebhookSink", "parse_retry_after", "sign", "signing_key"]
+__all__ = ["USER_AGENT", "WebhookSink", "parse_retry_after", "sign", "signing_key"]

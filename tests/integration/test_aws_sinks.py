@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
+from consumer import clients
 from consumer.config import EventBridgeSinkConfig, SnsSinkConfig, SqsSinkConfig
 from consumer.decode import decode_record
 from consumer.errors import (
@@ -658,7 +659,7 @@ def client_error(code: str, status: int) -> ClientError:
 )
 def test_whole_call_errors_are_classified(error: Exception, kind: type[DeliveryError]) -> None:
     # ThrottledError is a TransientDeliveryError (retried the same way), told apart for the throttling metric.
-    assert type(aws.classify(error, "call")) is kind
+    assert type(clients.delivery_error(error, "call")) is kind
 
 
 def test_a_throttled_chunk_holds_back_the_later_chunks(context: StreamContext) -> None:

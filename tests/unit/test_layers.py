@@ -24,6 +24,7 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
                 "consumer",
                 "consumer.events",
                 "consumer.errors",
+                "consumer.clients",
                 "consumer.environment",
                 "consumer.addresses",
                 "consumer.batching",

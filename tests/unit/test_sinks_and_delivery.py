@@ -13,8 +13,8 @@ from samples import STREAM_ARN
 
 from consumer.config import FileSinkConfig, LogSinkConfig, MemorySinkConfig
 from consumer.decode import decode_record
-from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
-from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.delivery import Pipeline, RetryPolicy
+from consumer.errors import PermanentDeliveryError, TransientDeliveryError, UndeliveredError
 from consumer.events import ChangeEvent, StreamContext
 from consumer.formats import JSON
 from consumer.payloads import dumps, plain
