@@ -8,9 +8,12 @@ from typing import Protocol
 
 import structlog
 
+from consumer import backoff
 from consumer.errors import CheckpointError, CheckpointRetryableError, CheckpointThrottledError, LeaseLostError
 
 log = structlog.get_logger("consumer.checkpoint")
+
+_MAX_DELAY_SECONDS = 5.0
 
 # Names the KCL sends back in a checkpoint reply (KCL exceptions' simple names).
 _LEASE_LOST = {"ShutdownException"}
@@ -59,7 +62,7 @@ def checkpoint(
                 on_throttle()
             if attempt + 1 == attempts:
                 raise
-            delay = min(5.0, base_delay_seconds * 2**attempt)
+            delay = backoff.exponential(attempt, base_delay_seconds, _MAX_DELAY_SECONDS)
             log.warning("checkpoint retry", error=str(error), attempt=attempt + 1, delay_seconds=delay)
             sleep(delay)
         else:

@@ -43,7 +43,7 @@ from consumer.config import (
     SqsDestinationConfig,
 )
 from consumer.decode import to_lambda_record
-from consumer.errors import DeliveryError, PermanentDeliveryError, StartupError, TransientDeliveryError
+from consumer.errors import DeliveryError, StartupError
 from consumer.events import ChangeEvent, StreamContext
 from consumer.payloads import dumps
 
@@ -118,14 +118,10 @@ class FileDestination:
 
     def put(self, bodies: Sequence[str]) -> None:
         data = "".join(body + "\n" for body in bodies).encode("utf-8")
-        try:
-            with files.locked(self._path, files.DEAD_LETTER_MODE) as fd:
-                try:
-                    files.append(fd, data)
-                except OSError as error:
-                    raise TransientDeliveryError(f"cannot write the dead-letter file: {error.strerror}") from error
-        except OSError as error:
-            raise PermanentDeliveryError(f"cannot open the dead-letter file {self._path}: {error.strerror}") from error
+        # Any failure to open it is permanent: the writer then stops at once rather than retry a path that is wrong.
+        files.append_delivered(
+            self._path, data, files.DEAD_LETTER_MODE, name=f"the dead-letter file {self._path}", refused=(OSError,)
+        )
 
     def store(self, body: str) -> dict[str, str]:
         """Store one entry as an overflow; return where it is, as the pointer entry says it."""

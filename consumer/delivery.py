@@ -10,7 +10,6 @@ destination, whatever cannot be delivered is raised, so the caller never checkpo
 from __future__ import annotations
 
 import contextvars
-import random
 import time
 import zlib
 from collections import Counter
@@ -22,6 +21,7 @@ from datetime import datetime, timedelta
 import structlog
 from prometheus_client import CollectorRegistry
 
+from consumer import backoff
 from consumer.config import DeliveryPolicy
 from consumer.deadletter import DeadLetter, Destination, now
 from consumer.errors import (
@@ -44,6 +44,8 @@ log = structlog.get_logger("consumer.delivery")
 
 _RETRY_AFTER_CAP_SECONDS = 60.0
 _DEAD_LETTER_ATTEMPTS = 5
+_DEAD_LETTER_BASE_SECONDS = 0.5
+_DEAD_LETTER_MAX_SECONDS = 10.0
 _STOP_CHECK_SECONDS = 0.2
 
 
@@ -71,8 +73,7 @@ class RetryPolicy:
         )
 
     def delay(self, attempt: int) -> float:
-        # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
-        return random.uniform(0, min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(attempt, 30)))  # noqa: S311
+        return backoff.full_jitter(attempt, self.base_delay_seconds, self.max_delay_seconds)
 
     def exhausted(self, attempts: int) -> bool:
         return self.max_attempts > 0 and attempts >= self.max_attempts
@@ -340,7 +341,7 @@ class DeadLetterWriter:
                 if isinstance(error, PermanentDeliveryError) or attempt + 1 == _DEAD_LETTER_ATTEMPTS:
                     sequence_numbers = [letter.sequence_number for letter in letters]
                     raise UndeliveredError(f"dead letters {self._destination.name}", sequence_numbers, error) from error
-                self._sleep(min(10.0, 0.5 * 2**attempt))
+                self._sleep(backoff.exponential(attempt, _DEAD_LETTER_BASE_SECONDS, _DEAD_LETTER_MAX_SECONDS))
             else:
                 log.warning(
                     "dead-lettered",

@@ -25,6 +25,7 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
                 "consumer.events",
                 "consumer.errors",
                 "consumer.clients",
+                "consumer.backoff",
                 "consumer.environment",
                 "consumer.addresses",
                 "consumer.batching",
