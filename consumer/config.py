@@ -22,7 +22,7 @@ from consumer.addresses import forbidden, literal_address
 from consumer.errors import ConfigError, ConfigProblem
 from consumer.events import STREAM_ARN_PATTERN
 from consumer.filters import compile_patterns, numeric_on_string_paths, parse_filter_criteria, pattern_objects
-from consumer.formats import compile_template
+from consumer.formats import FormatName, compile_template
 
 ENV_PREFIX = "CONSUMER_"
 ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
@@ -404,7 +404,7 @@ class RouteConfig(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     filter: FilterConfig = FilterConfig()
     sinks: Annotated[tuple[str, ...], Field(min_length=1)]
-    format: Literal["plain", "lambda", "template"] = "plain"
+    format: FormatName = "plain"
     template: str | None = None
     content_type: str | None = None  # default: application/json, or text/plain for templates
 

@@ -42,10 +42,10 @@ from consumer.config import (
     SnsDestinationConfig,
     SqsDestinationConfig,
 )
-from consumer.decode import to_lambda_record
 from consumer.errors import DeliveryError, StartupError
 from consumer.events import ChangeEvent, StreamContext
-from consumer.payloads import dumps
+from consumer.formats import to_lambda_record
+from consumer.jsontext import dumps
 
 log = structlog.get_logger("consumer.deadletter")
 

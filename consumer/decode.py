@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -80,35 +79,6 @@ def event_from_record(record: Mapping[str, Any], context: StreamContext) -> Chan
         ),
         record=record,
     )
-
-
-def to_lambda_record(event: ChangeEvent, context: StreamContext, *, private: bool = True) -> dict[str, Any]:
-    """The record as a Lambda event source mapping delivers it, so Lambda handlers run unchanged.
-
-    `private`: a deep copy, for code that may edit it in place (a handler), so that a retry or another sink never
-    sees the edit. Readers (filters, renderers, the dead-letter entry) pass False and share the images.
-    """
-    raw = event.record
-    dynamodb = copy.deepcopy(dict(raw["dynamodb"])) if private else dict(raw["dynamodb"])
-    for image in ("NewImage", "OldImage"):
-        # The adapter writes an absent image as {}; Lambda leaves the key out.
-        if not dynamodb.get(image):
-            dynamodb.pop(image, None)
-    # AWS sends whole seconds as a JSON number with a fraction (1664559083.0): handlers that check for a float, and
-    # JSON Schema "number" vs "integer", see the same type as under Lambda.
-    dynamodb["ApproximateCreationDateTime"] = float(int(event.approximate_creation.timestamp()))
-    out: dict[str, Any] = {
-        "eventID": raw["eventID"],
-        "eventName": raw["eventName"],
-        "eventVersion": raw.get("eventVersion", "1.1"),
-        "eventSource": raw.get("eventSource", "aws:dynamodb"),
-        "awsRegion": raw.get("awsRegion") or context.region,
-        "dynamodb": dynamodb,
-        "eventSourceARN": context.stream_arn,
-    }
-    if "userIdentity" in raw:
-        out["userIdentity"] = copy.deepcopy(raw["userIdentity"]) if private else raw["userIdentity"]
-    return out
 
 
 def _field(container: Mapping[str, Any], name: str, kind: type) -> Any:

@@ -35,8 +35,8 @@ from consumer.errors import (
     UndeliveredError,
 )
 from consumer.events import ChangeEvent
+from consumer.jsontext import item_key
 from consumer.metrics import ProcessorMetrics
-from consumer.payloads import item_key
 from consumer.router import Router
 from consumer.sinks.base import Failure, Message, Sink
 

@@ -24,7 +24,7 @@ from consumer.errors import (
     TransientDeliveryError,
 )
 from consumer.events import StreamContext
-from consumer.payloads import item_key
+from consumer.jsontext import item_key
 from consumer.sinks.base import Failure, Message
 
 MAX_BATCH_ENTRIES = 10  # PublishBatch, SendMessageBatch and PutEvents all take at most 10 entries

@@ -24,8 +24,9 @@ from consumer.errors import (
     TransientDeliveryError,
 )
 from consumer.events import StreamContext
+from consumer.formats import plain
+from consumer.jsontext import dumps
 from consumer.local import LOCAL_REGION, MotoServer, free_port
-from consumer.payloads import dumps, plain
 from consumer.sinks import aws, eventbridge, registry, sns, sqs
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.eventbridge import EventBridgeSink

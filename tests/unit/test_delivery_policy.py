@@ -369,7 +369,7 @@ def test_parallel_lanes_deliver_different_items_concurrently_and_each_item_in_or
     # Two products whose keys land in different lanes of two.
     import zlib  # noqa: PLC0415
 
-    from consumer.payloads import item_key  # noqa: PLC0415
+    from consumer.jsontext import item_key  # noqa: PLC0415
 
     products = [f"prod-{i}" for i in range(20)]
     lane_of = {p: zlib.crc32(item_key({"productId": p}).encode()) % 2 for p in products}

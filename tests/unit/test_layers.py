@@ -26,6 +26,7 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
                 "consumer.errors",
                 "consumer.clients",
                 "consumer.backoff",
+                "consumer.jsontext",
                 "consumer.environment",
                 "consumer.addresses",
                 "consumer.batching",
@@ -43,7 +44,6 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
                 "consumer.decode",
                 "consumer.filters",
                 "consumer.formats",
-                "consumer.payloads",
                 "consumer.lambda_runtime",
                 "consumer.logs",
             }

@@ -16,8 +16,8 @@ from consumer.decode import decode_record
 from consumer.delivery import Pipeline, RetryPolicy
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError, UndeliveredError
 from consumer.events import ChangeEvent, StreamContext
-from consumer.formats import JSON
-from consumer.payloads import dumps, plain
+from consumer.formats import JSON, plain
+from consumer.jsontext import dumps
 from consumer.router import Router
 from consumer.sinks import Failure, Message, build_sink, registered_types
 from consumer.sinks.memory import MemorySink
