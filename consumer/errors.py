@@ -25,8 +25,11 @@
     StopRequestedError           not an error but a signal: the service is stopping, leave the batch unsettled
 
 Policy code branches on these types, never on message text. Foreign exceptions become these types where they
-enter, each library in one place: botocore's in consumer.clients, httpx's in the webhook sink, kclpy's
-checkpoint refusals in consumer.checkpoint (called by the processor around kclpy's checkpointer).
+enter, each library through one function: botocore's through consumer.clients (`delivery_error` for sinks,
+`dead_letter_error` for destinations; a start-up check turns its own into a StartupError that names what it
+checked, reading the code with `error_code`), httpx's through the webhook sink's `_delivery_error`, and kclpy's
+checkpoint refusals through consumer.checkpoint's `error_from_kcl` (called by the processor around kclpy's
+checkpointer).
 
 A few private exceptions (the decoder's _MalformedError, the webhook's address checks, the handler worker's
 overrun signals, the Lambda runtime's _MarshalError) carry control flow inside their module and never leave it.

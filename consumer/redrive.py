@@ -179,7 +179,7 @@ def _redrive_bucket(config: Config, bucket: str, prefix: str, progress: TextIO, 
             outcome.delivered += delivered.delivered
             outcome.kept += delivered.kept
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = clients.error_code(error)
         raise StartupError(f"cannot read s3://{bucket}/{prefix}: {code}: {error}") from None
     return outcome
 

@@ -131,14 +131,18 @@ class WebhookSink:
         try:
             with self._client.stream(self._method, self._url, content=body, headers=headers) as response:
                 return self._outcome(response)
-        except httpx.TimeoutException as error:
+        except (httpx.HTTPError, OSError) as error:
+            return self._delivery_error(error)
+
+    def _delivery_error(self, error: httpx.HTTPError | OSError) -> DeliveryError:
+        """What httpx raised (or the address vetting under it) as our error: the one place they are translated."""
+        if isinstance(error, httpx.TimeoutException):
             return TransientDeliveryError(
                 f"{self._origin}: no answer within {self._timeout:g}s ({type(error).__name__})"
             )
-        except httpx.HTTPError as error:
+        if isinstance(error, httpx.HTTPError):
             return self._transport_error(error)
-        except OSError as error:
-            return self._refusal(error) or TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
+        return self._refusal(error) or TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
 
     def _outcome(self, response: httpx.Response) -> DeliveryError | None:
         status = response.status_code
