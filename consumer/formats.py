@@ -35,6 +35,7 @@ class PayloadFormat:
     content_type: str
     # Only a hand-written template can produce broken JSON; the other formats are JSON whatever the record holds.
     json_by_construction: bool
+    takes_template: bool = False
 
 
 def renderer(format_name: str, context: StreamContext, template: str | None = None) -> Renderer:
@@ -169,5 +170,5 @@ def _template(context: StreamContext, template: str | None) -> Renderer:
 FORMATS: dict[str, PayloadFormat] = {
     "lambda": PayloadFormat("lambda", _lambda, JSON, json_by_construction=True),
     "plain": PayloadFormat("plain", _plain, JSON, json_by_construction=True),
-    "template": PayloadFormat("template", _template, TEXT, json_by_construction=False),
+    "template": PayloadFormat("template", _template, TEXT, json_by_construction=False, takes_template=True),
 }

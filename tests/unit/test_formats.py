@@ -58,6 +58,7 @@ def test_content_types_and_json_checks() -> None:
     assert not formats.must_check_json("template", formats.TEXT)
     assert not formats.must_check_json("plain", formats.JSON)
     assert not formats.must_check_json("lambda", formats.JSON)
+    assert [name for name, payload in formats.FORMATS.items() if payload.takes_template] == ["template"]
 
 
 def test_an_unknown_format_and_a_template_format_without_a_template_are_refused() -> None:
