@@ -1,4 +1,4 @@
-"""Adapter record bytes -> ChangeEvent, and ChangeEvent -> the record exactly as Lambda delivers it.
+"""Adapter record bytes -> ChangeEvent (the way back, to the record as Lambda delivers it, is consumer.formats).
 
 The Streams adapter sends, per record, the JSON of the SDK's stream `Record`: Lambda's field names, but
 ApproximateCreationDateTime in epoch *milliseconds* and no eventSourceARN.
