@@ -31,9 +31,8 @@ import yaml
 from bench.procs import Snapshot, Tree, peaks, window
 from consumer.aws import resolve_stream_arn
 from consumer.config import Config
-from consumer.health import CHILDREN_DIR_ENV
+from consumer.environment import CHILDREN_DIR_ENV, RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 from consumer.local import LOCAL_CREDENTIALS, LOCAL_REGION
-from consumer.processor import RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 from consumer.supervisor import BRIDGE_CLASS, KCL_DIR, find_engine, render_properties
 
 # The integration tests' KCL timings: the first lease is assigned within seconds instead of tens of seconds.

@@ -17,7 +17,7 @@ CATEGORIES = (
     ("consumer/events.py", "decode (consumer.decode)"),
     ("consumer/filters.py", "filter"),
     ("consumer/router.py", "route + render"),
-    ("consumer/payloads.py", "route + render"),
+    ("consumer/jsontext.py", "route + render"),
     ("consumer/formats.py", "route + render"),
     ("consumer/sinks/", "sink"),
     ("prometheus_client/", "metrics (prometheus multiprocess files)"),

@@ -14,7 +14,8 @@ from typing import Any
 
 from bench.workload import make_item
 from consumer.config import Config
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
+from consumer.events import StreamContext
 from consumer.router import Router
 
 CONTEXT = StreamContext(
@@ -90,8 +91,8 @@ CATEGORIES = (
     ("decode.py", "decode (consumer.decode)"),
     ("filters.py", "filter (consumer.filters)"),
     ("router.py", "route (consumer.router)"),
-    ("payloads.py", "render (consumer.payloads)"),
-    ("formats.py", "render (consumer.payloads)"),
+    ("jsontext.py", "render (consumer.formats)"),
+    ("formats.py", "render (consumer.formats)"),
     ("events.py", "event model (consumer.events)"),
     ("json/", "json (stdlib)"),
     ("copy.py", "deepcopy (to_lambda_record)"),

@@ -1,12 +1,11 @@
-"""boto3 clients built from the source config, and the start-up checks that need AWS."""
+"""The start-up checks that need AWS, with clients built from the source config."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import boto3
 import structlog
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -15,24 +14,18 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
+from consumer import clients
 from consumer.config import SourceConfig
-from consumer.decode import table_of
 from consumer.errors import StartupError
+from consumer.events import table_of
 from consumer.streamswitch import Plan, Stream, plan_start
 
 log = structlog.get_logger("consumer.aws")
 
-# Start-up checks must fail within seconds, never hang on retries against an unreachable endpoint.
-_PREFLIGHT = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
 
-
-def client(service: str, source: SourceConfig, config: BotoConfig | None = None) -> Any:
-    return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
-        region_name=source.region,
-        endpoint_url=source.endpoint_url,
-        config=config,
-    )
+def client(service: str, source: SourceConfig, settings: Mapping[str, Any] | None = None) -> Any:
+    """A client in the source's region, at its endpoint."""
+    return clients.client(service, source.region, source.endpoint_url, settings)
 
 
 def resolve_stream_arn(source: SourceConfig) -> str:
@@ -41,12 +34,12 @@ def resolve_stream_arn(source: SourceConfig) -> str:
     what = f"stream {source.stream_arn}" if source.stream_arn else f"table {source.table_name!r}"
     try:
         if source.stream_arn:
-            streams = client("dynamodbstreams", source, _PREFLIGHT)
+            streams = client("dynamodbstreams", source, clients.PREFLIGHT)
             stream = streams.describe_stream(StreamArn=source.stream_arn, Limit=1)["StreamDescription"]
         else:
-            table = client("dynamodb", source, _PREFLIGHT).describe_table(TableName=source.table_name)["Table"]
+            table = client("dynamodb", source, clients.PREFLIGHT).describe_table(TableName=source.table_name)["Table"]
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = clients.error_code(error)
         if code == "ResourceNotFoundException":
             raise StartupError(f"{what} not found {where}") from None
         if code in {"UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException"}:
@@ -77,12 +70,12 @@ def resolve_stream_arn(source: SourceConfig) -> str:
 
 def delete_tables(source: SourceConfig, names: list[str]) -> None:
     """Delete these tables if they exist; log (never raise) what could not be deleted."""
-    dynamodb = client("dynamodb", source, _PREFLIGHT)
+    dynamodb = client("dynamodb", source, clients.PREFLIGHT)
     for name in names:
         try:
             dynamodb.delete_table(TableName=name)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if clients.error_code(error) != "ResourceNotFoundException":
                 log.warning("cannot delete a dry run's table; delete it by hand", table=name, error=str(error))
         except BotoCoreError as error:
             log.warning("cannot delete a dry run's table; delete it by hand", table=name, error=str(error))
@@ -97,7 +90,7 @@ def check_position_kept(source: SourceConfig, application: str) -> None:
     was deleted (or lost with its account or region) while the KCL's two other tables remain, the application ran
     before, and starting at LATEST would skip, without a word, whatever was written since its last checkpoint.
     """
-    dynamodb = client("dynamodb", source, _PREFLIGHT)
+    dynamodb = client("dynamodb", source, clients.PREFLIGHT)
     if _table_exists(dynamodb, application):
         return
     witnesses = [
@@ -118,7 +111,7 @@ def _table_exists(dynamodb: Any, name: str) -> bool:
     try:
         dynamodb.describe_table(TableName=name)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if clients.error_code(error) == "ResourceNotFoundException":
             return False
         raise StartupError(f"cannot describe the table {name!r}: {error}") from None
     except BotoCoreError as error:
@@ -128,21 +121,21 @@ def _table_exists(dynamodb: Any, name: str) -> bool:
 
 def latest_stream_arn(source: SourceConfig) -> str | None:
     """The table's latest stream (None when the table has never had one); raises ClientError/BotoCoreError."""
-    table = client("dynamodb", source, _PREFLIGHT).describe_table(TableName=source.table_name)["Table"]
+    table = client("dynamodb", source, clients.PREFLIGHT).describe_table(TableName=source.table_name)["Table"]
     arn = table.get("LatestStreamArn")
     return str(arn) if arn else None
 
 
 def lease_checkpoints(source: SourceConfig, application: str) -> dict[str, str]:
     """Lease key -> checkpoint, read consistently from the application's lease table ({} when it does not exist)."""
-    dynamodb = client("dynamodb", source, _PREFLIGHT)
+    dynamodb = client("dynamodb", source, clients.PREFLIGHT)
     leases: dict[str, str] = {}
     arguments: dict[str, Any] = {"TableName": application, "ConsistentRead": True}
     while True:
         try:
             page = dynamodb.scan(**arguments)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if clients.error_code(error) == "ResourceNotFoundException":
                 return {}
             raise
         for item in page.get("Items", []):
@@ -154,7 +147,7 @@ def lease_checkpoints(source: SourceConfig, application: str) -> dict[str, str]:
 
 def stream_shards(source: SourceConfig, arn: str) -> dict[str, str | None]:
     """Shard id -> parent shard id of every shard the stream lists."""
-    streams = client("dynamodbstreams", source, _PREFLIGHT)
+    streams = client("dynamodbstreams", source, clients.PREFLIGHT)
     shards: dict[str, str | None] = {}
     arguments: dict[str, Any] = {"StreamArn": arn}
     while True:
@@ -169,7 +162,7 @@ def stream_shards(source: SourceConfig, arn: str) -> dict[str, str | None]:
 
 def table_stream_arns(source: SourceConfig, table: str) -> list[str]:
     """Every stream of the table that DynamoDB Streams still lists (disabled ones too, for 24 hours)."""
-    streams = client("dynamodbstreams", source, _PREFLIGHT)
+    streams = client("dynamodbstreams", source, clients.PREFLIGHT)
     arns: list[str] = []
     arguments: dict[str, Any] = {"TableName": table}
     while True:
@@ -193,7 +186,7 @@ def plan_stream(source: SourceConfig, application: str, current: str) -> Plan:
     try:
         arns = table_stream_arns(source, table_of(current))
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "AccessDeniedException":
+        if clients.error_code(error) != "AccessDeniedException":
             raise
         # Without ListStreams an older stream cannot be found, and so not drained: say what is missing, and read
         # the current stream from its start rather than from LATEST.
@@ -209,6 +202,6 @@ def plan_stream(source: SourceConfig, application: str, current: str) -> Plan:
         try:
             streams.append(Stream(arn, stream_shards(source, arn)))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if clients.error_code(error) != "ResourceNotFoundException":
                 raise  # a stream gone since it was listed has nothing left to read
     return plan_start(current, streams, leases)

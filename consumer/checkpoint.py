@@ -1,4 +1,4 @@
-"""Checkpoint policy: kclpy checkpoint errors mapped to our types, retried where retrying can help."""
+"""Checkpoint policy: the KCL's refusals mapped to our types, retried where retrying can help."""
 
 from __future__ import annotations
 
@@ -8,26 +8,33 @@ from typing import Protocol
 
 import structlog
 
-from consumer.errors import CheckpointError, CheckpointRetryableError, LeaseLostError
+from consumer import backoff
+from consumer.errors import CheckpointError, CheckpointRetryableError, CheckpointThrottledError, LeaseLostError
 
 log = structlog.get_logger("consumer.checkpoint")
 
+_MAX_DELAY_SECONDS = 5.0
+
 # Names the KCL sends back in a checkpoint reply (KCL exceptions' simple names).
 _LEASE_LOST = {"ShutdownException"}
-_RETRYABLE = {"ThrottlingException", "KinesisClientLibDependencyException"}
+_THROTTLED = {"ThrottlingException"}
+_RETRYABLE = {"KinesisClientLibDependencyException"}
 # Not retried: InvalidStateException means the lease table or the protocol is in a state a retry cannot fix
 # (kclpy also raises it when the reply it read was not a checkpoint reply).
 
 
 class Checkpointer(Protocol):
-    """Writes a checkpoint; raises a CheckpointError subclass (see `classify`) when the KCL refuses it."""
+    """Writes a checkpoint; raises a CheckpointError subclass (see `error_from_kcl`) when the KCL refuses it."""
 
     def checkpoint(self, sequence_number: str | None) -> None: ...
 
 
-def classify(error_name: str) -> CheckpointError:
+def error_from_kcl(error_name: str) -> CheckpointError:
+    """Our error for the name of the exception the KCL refused a checkpoint with (kclpy's CheckpointError.value)."""
     if error_name in _LEASE_LOST:
         return LeaseLostError(error_name)
+    if error_name in _THROTTLED:
+        return CheckpointThrottledError(error_name)
     if error_name in _RETRYABLE:
         return CheckpointRetryableError(error_name)
     return CheckpointError(error_name)
@@ -51,11 +58,11 @@ def checkpoint(
         try:
             checkpointer.checkpoint(sequence_number)
         except CheckpointRetryableError as error:
-            if str(error) == "ThrottlingException":
+            if isinstance(error, CheckpointThrottledError):
                 on_throttle()
             if attempt + 1 == attempts:
                 raise
-            delay = min(5.0, base_delay_seconds * 2**attempt)
+            delay = backoff.exponential(attempt, base_delay_seconds, _MAX_DELAY_SECONDS)
             log.warning("checkpoint retry", error=str(error), attempt=attempt + 1, delay_seconds=delay)
             sleep(delay)
         else:

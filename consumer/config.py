@@ -21,10 +21,10 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from consumer.addresses import forbidden, literal_address
-from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ConfigError, ConfigProblem
+from consumer.events import STREAM_ARN_PATTERN
 from consumer.filters import compile_patterns, numeric_on_string_paths, parse_filter_criteria, pattern_objects
-from consumer.formats import compile_template
+from consumer.formats import FORMATS, FormatName, compile_template
 
 ENV_PREFIX = "CONSUMER_"
 ONE_STREAM_MESSAGE = "set table_name (its latest stream is read) or stream_arn"
@@ -471,9 +471,9 @@ class RouteConfig(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     filter: FilterConfig = FilterConfig()
     sinks: Annotated[tuple[str, ...], Field(min_length=1)]
-    format: Literal["plain", "lambda", "template"] = "plain"
+    format: FormatName = "plain"
     template: str | None = None
-    content_type: str | None = None  # default: application/json, or text/plain for templates
+    content_type: str | None = None  # default: the format's (formats.FORMATS)
 
     @field_validator("template")
     @classmethod
@@ -491,10 +491,11 @@ class RouteConfig(_Frozen):
 
     @model_validator(mode="after")
     def _template_with_its_format(self) -> RouteConfig:
-        if self.format == "template" and self.template is None:
-            raise ValueError("format template needs a template")
-        if self.format != "template" and self.template is not None:
-            raise ValueError("a template is only used with format: template")
+        if FORMATS[self.format].takes_template and self.template is None:
+            raise ValueError(f"format {self.format} needs a template")
+        if not FORMATS[self.format].takes_template and self.template is not None:
+            with_template = ", ".join(name for name, payload in FORMATS.items() if payload.takes_template)
+            raise ValueError(f"a template is only used with format: {with_template}")
         return self
 
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from consumer import files
+from consumer import clients, files
 from consumer.config import (
     Config,
     FileDestinationConfig,
@@ -42,10 +42,10 @@ from consumer.config import (
     SnsDestinationConfig,
     SqsDestinationConfig,
 )
-from consumer.decode import StreamContext, to_lambda_record
-from consumer.errors import DeliveryError, PermanentDeliveryError, StartupError, TransientDeliveryError
-from consumer.events import ChangeEvent
-from consumer.payloads import dumps
+from consumer.errors import DeliveryError, StartupError
+from consumer.events import ChangeEvent, StreamContext
+from consumer.formats import to_lambda_record
+from consumer.jsontext import dumps
 
 log = structlog.get_logger("consumer.deadletter")
 
@@ -118,14 +118,10 @@ class FileDestination:
 
     def put(self, bodies: Sequence[str]) -> None:
         data = "".join(body + "\n" for body in bodies).encode("utf-8")
-        try:
-            with files.locked(self._path, files.DEAD_LETTER_MODE) as fd:
-                try:
-                    files.append(fd, data)
-                except OSError as error:
-                    raise TransientDeliveryError(f"cannot write the dead-letter file: {error.strerror}") from error
-        except OSError as error:
-            raise PermanentDeliveryError(f"cannot open the dead-letter file {self._path}: {error.strerror}") from error
+        # Any failure to open it is permanent: the writer then stops at once rather than retry a path that is wrong.
+        files.append_delivered(
+            self._path, data, files.DEAD_LETTER_MODE, name=f"the dead-letter file {self._path}", refused=(OSError,)
+        )
 
     def store(self, body: str) -> dict[str, str]:
         """Store one entry as an overflow; return where it is, as the pointer entry says it."""
@@ -143,7 +139,9 @@ class S3Destination:
         self.name = f"s3://{config.bucket}/{config.prefix}"
         self._bucket = config.bucket
         self._prefix = config.prefix
-        self._client = _client("s3", config.region or context.region, config.endpoint_url or context.endpoint_url)
+        self._client = clients.client(
+            "s3", config.region or context.region, config.endpoint_url or context.endpoint_url, clients.DELIVERY
+        )
 
     def put(self, bodies: Sequence[str]) -> None:
         for body in bodies:
@@ -157,12 +155,8 @@ class S3Destination:
             self._client.put_object(
                 Bucket=self._bucket, Key=key, Body=body.encode("utf-8"), ContentType="application/json"
             )
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            kind = PermanentDeliveryError if code in _S3_NO_BUCKET else TransientDeliveryError
-            raise kind(f"cannot store a dead letter in {self.name}: {error}") from error
-        except BotoCoreError as error:
-            raise TransientDeliveryError(f"cannot store a dead letter in {self.name}: {error}") from error
+        except (ClientError, BotoCoreError) as error:
+            raise clients.dead_letter_error(error, self.name, missing=_S3_NO_BUCKET) from error
         return {"s3": f"s3://{self._bucket}/{key}"}
 
     def close(self) -> None:
@@ -203,7 +197,9 @@ class QueueDestination:
         self.name = f"{service}:{self._target}"
         self._service = service
         self._fifo = self._target.endswith(".fifo")
-        self._client = _client(service, config.region or context.region, config.endpoint_url or context.endpoint_url)
+        self._client = clients.client(
+            service, config.region or context.region, config.endpoint_url or context.endpoint_url, clients.DELIVERY
+        )
         self._overflow: Overflow | None = None
         if isinstance(config.overflow, S3DestinationConfig):
             self._overflow = S3Destination(config.overflow, context)
@@ -225,7 +221,7 @@ class QueueDestination:
                 else:
                     self._client.publish(TopicArn=self._target, Message=body, **fifo)
             except (ClientError, BotoCoreError) as error:
-                raise TransientDeliveryError(f"cannot store a dead letter in {self.name}: {error}") from error
+                raise clients.dead_letter_error(error, self.name) from error
 
     def _oversize(self, body: str) -> str:
         document = json.loads(body, parse_float=Decimal)
@@ -310,7 +306,7 @@ def _check(
 
     region = destination.region or config.source.region
     endpoint_url = destination.endpoint_url or config.source.endpoint_url
-    client = _client(_SERVICE[type(destination)], region, endpoint_url, preflight=True)
+    client = clients.client(_SERVICE[type(destination)], region, endpoint_url, clients.PREFLIGHT)
     if isinstance(destination, SqsDestinationConfig):
         what, missing = f"queue {destination.queue_url}", _SQS_NO_QUEUE
     elif isinstance(destination, SnsDestinationConfig):
@@ -325,7 +321,7 @@ def _check(
         else:
             client.head_bucket(Bucket=destination.bucket)
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = clients.error_code(error)
         if code in missing:
             raise StartupError(f"{where}: {what} does not exist") from None
         if code in _NOT_ALLOWED:
@@ -348,24 +344,6 @@ def _check_file(path: Path, where: str) -> None:
     writable = os.access(path, os.W_OK) if path.exists() else os.access(directory, os.W_OK | os.X_OK)
     if not writable:
         raise StartupError(f"{where}: {path if path.exists() else directory} is not writable")
-
-
-def _client(service: str, region: str | None, endpoint_url: str | None, *, preflight: bool = False) -> Any:
-    # Imported here: boto3 costs a child about 10 MiB, worth paying only where an AWS destination is used.
-    import boto3  # noqa: PLC0415
-    from botocore.config import Config as BotoConfig  # noqa: PLC0415
-
-    if preflight:
-        # Start-up checks must fail within seconds, never hang on retries against an unreachable endpoint.
-        config = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
-    else:
-        config = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=config,
-    )
 
 
 def now() -> datetime:

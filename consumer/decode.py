@@ -1,4 +1,4 @@
-"""Adapter record bytes -> ChangeEvent, and ChangeEvent -> the record exactly as Lambda delivers it.
+"""Adapter record bytes -> ChangeEvent (the way back, to the record as Lambda delivers it, is consumer.formats).
 
 The Streams adapter sends, per record, the JSON of the SDK's stream `Record`: Lambda's field names, but
 ApproximateCreationDateTime in epoch *milliseconds* and no eventSourceARN.
@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,36 +16,19 @@ from typing import Any
 import orjson
 
 from consumer.errors import DecodeError
-from consumer.events import ChangeEvent, EventName, Image, Item, PlainValue, UserIdentity, values_differ
-
-STREAM_ARN_PATTERN = re.compile(
-    r"^arn:(?P<partition>aws[a-zA-Z-]*):dynamodb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-    r"table/(?P<table>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>[0-9A-Za-z:._-]+)$"
+from consumer.events import (
+    ChangeEvent,
+    EventName,
+    Image,
+    Item,
+    PlainValue,
+    StreamContext,
+    UserIdentity,
+    values_differ,
 )
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_NAMES = {name.value: name for name in EventName}
-
-
-@dataclass(frozen=True, slots=True)
-class StreamContext:
-    """What the records do not say about themselves but Lambda's record shape needs."""
-
-    stream_arn: str
-    region: str
-    # The source's endpoint override (a local endpoint); AWS sinks default to it, like to the region.
-    endpoint_url: str | None = None
-    table: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Once: every record's event names its table.
-        object.__setattr__(self, "table", table_of(self.stream_arn))
-
-
-def table_of(stream_arn: str) -> str:
-    match = STREAM_ARN_PATTERN.match(stream_arn)
-    if match is None:
-        raise ValueError(f"not a DynamoDB stream ARN: {stream_arn!r}")
-    return match.group("table")
 
 
 def decode_record(data: bytes, context: StreamContext) -> ChangeEvent:
@@ -99,35 +79,6 @@ def event_from_record(record: Mapping[str, Any], context: StreamContext) -> Chan
         ),
         record=record,
     )
-
-
-def to_lambda_record(event: ChangeEvent, context: StreamContext, *, private: bool = True) -> dict[str, Any]:
-    """The record as a Lambda event source mapping delivers it, so Lambda handlers run unchanged.
-
-    `private`: a deep copy, for code that may edit it in place (a handler), so that a retry or another sink never
-    sees the edit. Readers (filters, renderers, the dead-letter entry) pass False and share the images.
-    """
-    raw = event.record
-    dynamodb = copy.deepcopy(dict(raw["dynamodb"])) if private else dict(raw["dynamodb"])
-    for image in ("NewImage", "OldImage"):
-        # The adapter writes an absent image as {}; Lambda leaves the key out.
-        if not dynamodb.get(image):
-            dynamodb.pop(image, None)
-    # AWS sends whole seconds as a JSON number with a fraction (1664559083.0): handlers that check for a float, and
-    # JSON Schema "number" vs "integer", see the same type as under Lambda.
-    dynamodb["ApproximateCreationDateTime"] = float(int(event.approximate_creation.timestamp()))
-    out: dict[str, Any] = {
-        "eventID": raw["eventID"],
-        "eventName": raw["eventName"],
-        "eventVersion": raw.get("eventVersion", "1.1"),
-        "eventSource": raw.get("eventSource", "aws:dynamodb"),
-        "awsRegion": raw.get("awsRegion") or context.region,
-        "dynamodb": dynamodb,
-        "eventSourceARN": context.stream_arn,
-    }
-    if "userIdentity" in raw:
-        out["userIdentity"] = copy.deepcopy(raw["userIdentity"]) if private else raw["userIdentity"]
-    return out
 
 
 def _field(container: Mapping[str, Any], name: str, kind: type) -> Any:

@@ -10,7 +10,6 @@ destination, whatever cannot be delivered is raised, so the caller never checkpo
 from __future__ import annotations
 
 import contextvars
-import random
 import time
 import zlib
 from collections import Counter
@@ -22,6 +21,7 @@ from datetime import datetime, timedelta
 import structlog
 from prometheus_client import CollectorRegistry
 
+from consumer import backoff
 from consumer.config import DeliveryPolicy
 from consumer.deadletter import DeadLetter, Destination, now
 from consumer.errors import (
@@ -29,11 +29,14 @@ from consumer.errors import (
     FunctionError,
     NotSentError,
     PermanentDeliveryError,
+    RecordTooOldError,
+    StopRequestedError,
     ThrottledError,
+    UndeliveredError,
 )
 from consumer.events import ChangeEvent
+from consumer.jsontext import item_key
 from consumer.metrics import ProcessorMetrics
-from consumer.payloads import item_key
 from consumer.router import Router
 from consumer.sinks.base import Failure, Message, Sink
 
@@ -41,6 +44,8 @@ log = structlog.get_logger("consumer.delivery")
 
 _RETRY_AFTER_CAP_SECONDS = 60.0
 _DEAD_LETTER_ATTEMPTS = 5
+_DEAD_LETTER_BASE_SECONDS = 0.5
+_DEAD_LETTER_MAX_SECONDS = 10.0
 _STOP_CHECK_SECONDS = 0.2
 
 
@@ -68,29 +73,10 @@ class RetryPolicy:
         )
 
     def delay(self, attempt: int) -> float:
-        # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
-        return random.uniform(0, min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(attempt, 30)))  # noqa: S311
+        return backoff.full_jitter(attempt, self.base_delay_seconds, self.max_delay_seconds)
 
     def exhausted(self, attempts: int) -> bool:
         return self.max_attempts > 0 and attempts >= self.max_attempts
-
-
-class UndeliveredError(DeliveryError):
-    """Records that could be neither delivered nor dead-lettered."""
-
-    def __init__(self, sink: str, sequence_numbers: Sequence[str], cause: BaseException) -> None:
-        self.sink = sink
-        self.sequence_numbers = tuple(sequence_numbers)
-        self.cause = cause
-        super().__init__(f"{sink}: {len(sequence_numbers)} record(s) undelivered: {type(cause).__name__}: {cause}")
-
-
-class StopRequestedError(Exception):
-    """The service is stopping: the batch is left unsettled (not checkpointed) and read again after the restart."""
-
-
-class RecordTooOldError(PermanentDeliveryError):
-    """The record is older than the sink's max_record_age_seconds."""
 
 
 class Pipeline:
@@ -328,9 +314,8 @@ def _record_may_be_the_cause(error: DeliveryError) -> bool:
 def _retry_delay(policy: RetryPolicy, attempts: int, error: DeliveryError) -> float:
     delay = policy.delay(attempts - 1)
     # A server that says when to come back (429/503 Retry-After) is believed, within a cap.
-    retry_after = getattr(error, "retry_after", None)
-    if isinstance(retry_after, int | float) and retry_after > delay:
-        delay = min(float(retry_after), _RETRY_AFTER_CAP_SECONDS)
+    if error.retry_after is not None and error.retry_after > delay:
+        delay = min(error.retry_after, _RETRY_AFTER_CAP_SECONDS)
     return delay
 
 
@@ -356,7 +341,7 @@ class DeadLetterWriter:
                 if isinstance(error, PermanentDeliveryError) or attempt + 1 == _DEAD_LETTER_ATTEMPTS:
                     sequence_numbers = [letter.sequence_number for letter in letters]
                     raise UndeliveredError(f"dead letters {self._destination.name}", sequence_numbers, error) from error
-                self._sleep(min(10.0, 0.5 * 2**attempt))
+                self._sleep(backoff.exponential(attempt, _DEAD_LETTER_BASE_SECONDS, _DEAD_LETTER_MAX_SECONDS))
             else:
                 log.warning(
                     "dead-lettered",

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
 
+from consumer import clients
 from consumer.errors import StartupError
 from consumer.local import LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer, create_streamed_table
 
@@ -74,7 +74,7 @@ def _demo_in(workdir: Path, *, keep_running: bool, timeout_seconds: float, endpo
             _say("starting a local moto endpoint ...")
             endpoint_url = stack.enter_context(MotoServer(log_path=workdir / "moto.log")).url
         _say(f"endpoint: {endpoint_url}")
-        dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=endpoint_url)
+        dynamodb = clients.client("dynamodb", LOCAL_REGION, endpoint_url, None)
         stream_arn = create_streamed_table(dynamodb, TABLE)
         _say(f"table {TABLE!r} streams to {stream_arn}")
 

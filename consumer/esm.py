@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from consumer.decode import STREAM_ARN_PATTERN
 from consumer.errors import ImportRefusedError
+from consumer.events import STREAM_ARN_PATTERN
 
 # The ARN says which function, never where its code is: the user points the sink at the handler. The shape passes
 # the configuration check (which does not import handlers); `consumer run` names it if it is still there.

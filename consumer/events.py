@@ -1,7 +1,8 @@
-"""What a stream record means, independent of how it arrived: frozen values, no I/O."""
+"""What a stream record means, independent of how it arrived, and which stream it came from: frozen values, no I/O."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,11 @@ PlainValue = Any
 Item = Mapping[str, PlainValue]
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+STREAM_ARN_PATTERN = re.compile(
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):dynamodb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"table/(?P<table>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>[0-9A-Za-z:._-]+)$"
+)
 
 
 class EventName(StrEnum):
@@ -134,3 +140,25 @@ def _same(a: PlainValue, b: PlainValue) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamContext:
+    """What the records do not say about themselves but Lambda's record shape needs."""
+
+    stream_arn: str
+    region: str
+    # The source's endpoint override (a local endpoint); AWS sinks default to it, like to the region.
+    endpoint_url: str | None = None
+    table: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Once: every record's event names its table.
+        object.__setattr__(self, "table", table_of(self.stream_arn))
+
+
+def table_of(stream_arn: str) -> str:
+    match = STREAM_ARN_PATTERN.match(stream_arn)
+    if match is None:
+        raise ValueError(f"not a DynamoDB stream ARN: {stream_arn!r}")
+    return match.group("table")

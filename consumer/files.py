@@ -18,6 +18,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+
 DEAD_LETTER_MODE = 0o600  # entries hold whole records, which may hold personal data
 
 
@@ -61,6 +63,26 @@ def append(fd: int, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, end)
         raise
+
+
+def append_delivered(path: Path, data: bytes, mode: int, *, name: str, refused: tuple[type[OSError], ...]) -> None:
+    """Append `data` whole and fsynced under the file's lock, for a sink or a destination: what the file sink and
+    the dead-letter file share.
+
+    Raises PermanentDeliveryError when opening the file fails for one of `refused` (a fix is needed: a missing
+    directory, a permission), TransientDeliveryError for any other failure (the file is left as it was). `name`
+    says which file in the error's message.
+    """
+    try:
+        with locked(path, mode) as fd:
+            try:
+                append(fd, data)
+            except OSError as error:
+                raise TransientDeliveryError(f"cannot write {name}: {error.strerror}") from error
+    except refused as error:
+        raise PermanentDeliveryError(f"cannot open {name}: {error.strerror}") from error
+    except OSError as error:
+        raise TransientDeliveryError(f"cannot open {name}: {error.strerror}") from error
 
 
 def append_locked(path: Path, data: bytes, mode: int) -> None:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from consumer.errors import FilterPatternError
+
 # event-ruler measures wildcard complexity but leaves the limit to its caller, and AWS does not publish its own.
 # EventBridge refuses `*:*:*:*:*:event-bus/*` as "too complex" (complexity 11 by event-ruler's measure); 10 is the
 # limit assumed here, the largest that agrees with that refusal.
@@ -61,15 +63,6 @@ _RESERVED_IN_OR = frozenset(
         ">=",
     }
 )
-
-
-class FilterPatternError(ValueError):
-    """A filter pattern Lambda would reject; the message starts with where in the pattern the problem is."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
 
 
 # --- values ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHILDREN_DIR_ENV = "CONSUMER_CHILDREN_DIR"
 _WIDTH = 40  # every state is written at the same length, in one pwrite, so a reader never sees half of one
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from consumer.payloads import dumps
+from consumer.jsontext import dumps
 
 
 def _serialize(event: Any, **_: Any) -> str:

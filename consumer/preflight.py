@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from consumer.config import Config, HandlerSinkConfig
 from consumer.deadletter import build_destination
-from consumer.decode import StreamContext
 from consumer.errors import StartupError
+from consumer.events import StreamContext
 from consumer.sinks import build_sink
 from consumer.sinks.handler import check_handler
 

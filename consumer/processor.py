@@ -34,26 +34,22 @@ from amazon_kclpy.v3 import processor as kcl_processor
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from consumer.batching import BatchingWindow
-from consumer.checkpoint import Checkpointer, Positions, checkpoint, classify
+from consumer.checkpoint import Checkpointer, Positions, checkpoint, error_from_kcl
 from consumer.config import DEFAULT_BATCH_SIZE, Config
 from consumer.deadletter import DeadLetter, build_destination, now
 from consumer.deadletter import entry as dead_letter_entry
-from consumer.decode import StreamContext, decode_record
-from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, StopRequestedError, UndeliveredError
-from consumer.errors import CheckpointError, DecodeError, LeaseLostError
-from consumer.events import ChangeEvent
-from consumer.health import CHILDREN_DIR_ENV, ChildState
+from consumer.decode import decode_record
+from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy
+from consumer.environment import CHILDREN_DIR_ENV, EXIT_FAILED, EXIT_UNDELIVERED, RESOLVED_CONFIG_ENV, STOP_FILE_ENV
+from consumer.errors import CheckpointError, DecodeError, LeaseLostError, StopRequestedError, UndeliveredError
+from consumer.events import ChangeEvent, StreamContext
+from consumer.health import ChildState
 from consumer.logs import configure_logging
 from consumer.metrics import ProcessorMetrics
 from consumer.router import Router
 from consumer.sinks import Sink, build_sink
 from consumer.sinks.log import DryRunSink
 
-RESOLVED_CONFIG_ENV = "CONSUMER_RESOLVED_CONFIG"
-# Created by the supervisor when it is asked to stop: children stop retrying and leave their batch unsettled.
-STOP_FILE_ENV = "CONSUMER_STOP_FILE"
-EXIT_UNDELIVERED = 3
-EXIT_FAILED = 4
 GC_THRESHOLD_YOUNG = 10_000
 
 log = structlog.get_logger("consumer.processor")
@@ -69,7 +65,7 @@ class _KclCheckpointer:
         try:
             self._raw.checkpoint(sequence_number)
         except KclCheckpointError as error:
-            raise classify(str(error.value)) from None
+            raise error_from_kcl(str(error.value)) from None
 
 
 def _decided(method: Callable[..., None]) -> Callable[..., None]:

@@ -21,15 +21,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer import files
+from consumer import clients, files
 from consumer.config import Config, S3DestinationConfig
-from consumer.decode import StreamContext, decode_record
-from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
-from consumer.errors import ConsumerError, DecodeError, StartupError
+from consumer.decode import decode_record
+from consumer.delivery import Pipeline, RetryPolicy
+from consumer.errors import ConsumerError, DecodeError, StartupError, UndeliveredError
+from consumer.events import StreamContext
 from consumer.router import Router
 from consumer.sinks import Sink, build_sink
 
@@ -134,9 +134,7 @@ def _file_entry(line: str, receipt: str | None = None) -> Entry:
 
 
 def _redrive_queue(config: Config, queue_url: str, progress: TextIO, overflows: _Overflows) -> Outcome:
-    sqs: Any = boto3.session.Session().client(
-        "sqs", region_name=config.source.region, endpoint_url=config.source.endpoint_url
-    )
+    sqs: Any = clients.client("sqs", config.source.region, config.source.endpoint_url, None)
     outcome = Outcome()
     try:
         while True:
@@ -181,7 +179,7 @@ def _redrive_bucket(config: Config, bucket: str, prefix: str, progress: TextIO, 
             outcome.delivered += delivered.delivered
             outcome.kept += delivered.kept
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = clients.error_code(error)
         raise StartupError(f"cannot read s3://{bucket}/{prefix}: {code}: {error}") from None
     return outcome
 
@@ -204,7 +202,7 @@ class _Overflows:
             ]
             region = (named[0].region if named else None) or self._config.source.region
             endpoint_url = (named[0].endpoint_url if named else None) or self._config.source.endpoint_url
-            self._clients[bucket] = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
+            self._clients[bucket] = clients.client("s3", region, endpoint_url, None)
         return self._clients[bucket]
 
     def whole(self, entry: Entry) -> Entry | None:

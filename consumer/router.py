@@ -6,13 +6,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from consumer import formats
 from consumer.config import Config, RouteConfig
-from consumer.decode import StreamContext, to_lambda_record
 from consumer.errors import PermanentDeliveryError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.filters import EventFilter, compile_patterns, parse_filter_criteria
-from consumer.formats import JSON, TEXT, Renderer, renderer
-from consumer.payloads import plain
+from consumer.formats import JSON, Renderer, plain, to_lambda_record
 from consumer.sinks.base import Failure, Message
 
 DEFAULT_ROUTE = "default"
@@ -25,8 +24,7 @@ class Route:
     render: Renderer
     content_type: str
     matches: Callable[[ChangeEvent], bool]
-    # Only a hand-written template can produce broken JSON; the built-in formats are JSON by construction.
-    check_json: bool = False
+    check_json: bool = False  # see formats.must_check_json
 
 
 @dataclass(slots=True)
@@ -121,12 +119,12 @@ def _route(config: RouteConfig, context: StreamContext) -> Route:
     if spec.where:
         plain_filter = compile_patterns(spec.where)
         checks.append(lambda event: plain_filter.matches(plain(event)))
-    content_type = config.content_type or (TEXT if config.format == "template" else JSON)
+    content_type = formats.content_type(config.format, config.content_type)
     return Route(
         name=config.name,
         sinks=config.sinks,
-        render=renderer(config.format, context, config.template),
+        render=formats.renderer(config.format, context, config.template),
         content_type=content_type,
         matches=lambda event: all(check(event) for check in checks),
-        check_json=config.format == "template" and content_type == JSON,
+        check_json=formats.must_check_json(config.format, content_type),
     )

@@ -13,14 +13,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer import clients
 from consumer.aws import client
 from consumer.config import Config
 from consumer.errors import StartupError
 
-_READ = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 # Checkpoint values that are positions rather than sequence numbers.
 _SENTINELS = {"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "SHARD_END"}
 
@@ -78,12 +77,12 @@ class Status:
 
 
 def read_status(config: Config, *, with_lag: bool = True, now: datetime | None = None) -> Status:
-    dynamodb = client("dynamodb", config.source, _READ)
+    dynamodb = client("dynamodb", config.source, clients.STATUS)
     application = config.application_name
     try:
         items = _scan(dynamodb, application)
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = clients.error_code(error)
         if code == "ResourceNotFoundException":
             raise StartupError(f"no lease table {application!r}: the application has not run yet") from None
         raise StartupError(f"cannot read the lease table {application!r}: {code}: {error}") from None
@@ -95,7 +94,7 @@ def read_status(config: Config, *, with_lag: bool = True, now: datetime | None =
         from consumer.aws import resolve_stream_arn  # noqa: PLC0415
 
         stream_arn = resolve_stream_arn(config.source)
-    streams = client("dynamodbstreams", config.source, _READ) if with_lag and stream_arn else None
+    streams = client("dynamodbstreams", config.source, clients.STATUS) if with_lag and stream_arn else None
     moment = now or datetime.now(UTC)
     shards = []
     for item in sorted(items, key=lambda i: str(i.get("leaseKey", {}).get("S", ""))):

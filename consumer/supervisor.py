@@ -31,12 +31,12 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from consumer.aws import check_position_kept, delete_tables, latest_stream_arn, plan_stream, resolve_stream_arn
 from consumer.config import SERVICE_KCL_PROPERTIES, Config, HandlerSinkConfig, SourceConfig, StartingPosition
 from consumer.deadletter import check_destination
-from consumer.decode import table_of
+from consumer.environment import CHILDREN_DIR_ENV, EXIT_TRIMMED, RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 from consumer.errors import StartupError
-from consumer.health import CHILDREN_DIR_ENV, ChildWatch
+from consumer.events import table_of
+from consumer.health import ChildWatch
 from consumer.metrics import SupervisorMetrics
 from consumer.preflight import build_sinks_once
-from consumer.processor import RESOLVED_CONFIG_ENV, STOP_FILE_ENV
 from consumer.server import HealthServer, HealthState
 from consumer.streamswitch import Plan
 
@@ -55,8 +55,6 @@ _REQUIRED_JARS = {
 # Beyond the grace the JVM halts itself; this backstop only covers a JVM that cannot even do that.
 _KILL_BACKSTOP_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
-# The bridge's exit status when a shard's position was older than the stream's retention and on_trimmed is fail.
-EXIT_TRIMMED = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""What the SNS, SQS and EventBridge sinks share: the client settings, the batching, and the error classification.
+"""What the SNS, SQS and EventBridge sinks share: their clients, the batching, and the SNS and SQS entries.
 
 Each sink sends its batch as a sequence of batch API calls (at most 10 entries and 256 KiB each), one after the
 other: a chunk goes out only once the previous one was accepted, and after a failed chunk the later messages are
@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore import exceptions as botocore_errors
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.decode import StreamContext
+from consumer import clients
 from consumer.errors import (
     DeliveryError,
     NotSentError,
@@ -25,74 +23,23 @@ from consumer.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
-from consumer.payloads import item_key
+from consumer.events import StreamContext
+from consumer.jsontext import item_key
 from consumer.sinks.base import Failure, Message
-
-# One client per sink; botocore retries throttling and 5xx itself before the sink sees an error.
-CLIENT_CONFIG = BotoConfig(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=5,
-    read_timeout=30,
-)
 
 MAX_BATCH_ENTRIES = 10  # PublishBatch, SendMessageBatch and PutEvents all take at most 10 entries
 MAX_REQUEST_BYTES = 262_144  # 256 KiB: the sum of the entries' sizes in one batch call
 MAX_MESSAGE_BYTES = 262_144  # 256 KiB: one message (SQS: body plus attributes; EventBridge: the entry size)
 
-# Error codes (whole call, or an EventBridge entry) that retrying can fix. HTTP 429 and 5xx count as well.
-TRANSIENT_CODES = frozenset(
-    {
-        "BandwidthLimitExceeded",
-        "InternalError",
-        "InternalException",
-        "InternalFailure",
-        "InternalServerError",
-        "InternalServerException",
-        "KMSThrottling",
-        "KMSThrottlingException",
-        "KmsThrottled",
-        "PriorRequestNotComplete",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "SlowDown",
-        "Throttled",
-        "ThrottledException",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-    }
-)
-
-_THROTTLING_CODES = frozenset(
-    {"RequestLimitExceeded", "SlowDown", "TooManyRequestsException", "ProvisionedThroughputExceededException"}
-)
-
-# Connection failures and timeouts (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError,
-# ConnectionClosedError...), and a role's credentials that could not be refreshed this time.
-_TRANSIENT_BOTOCORE_ERRORS = (
-    botocore_errors.ConnectionError,
-    botocore_errors.HTTPClientError,
-    botocore_errors.CredentialRetrievalError,
-    botocore_errors.MetadataRetrievalError,
-)
-
 # MessageGroupId and MessageDeduplicationId: 1 to 128 characters, ASCII letters, digits and punctuation.
 _FIFO_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
-def client_options(config: Any, context: StreamContext) -> dict[str, Any]:
-    """Keyword arguments for boto3's client(): the sink's region and endpoint, else the source's."""
-    return {
-        "region_name": config.region or context.region,
-        "endpoint_url": config.endpoint_url or context.endpoint_url,
-        "config": CLIENT_CONFIG,
-    }
+def client(service: str, config: Any, context: StreamContext) -> Any:
+    """A sink's client (one per sink): the sink's region and endpoint, else the source's."""
+    return clients.client(
+        service, config.region or context.region, config.endpoint_url or context.endpoint_url, clients.DELIVERY
+    )
 
 
 def is_fifo(name: str) -> bool:
@@ -127,6 +74,25 @@ def attribute_values(message: Message) -> dict[str, tuple[str, str]]:
     return {"eventName": ("String", message.event.event_name.value), "table": ("String", message.event.table)}
 
 
+def batch_entry(position: int, message: Message, body_field: str, *, fifo: bool) -> dict[str, Any]:
+    """One entry of an SNS PublishBatch or an SQS SendMessageBatch call: they differ only in the body's field name.
+
+    The entry's id is its position in the call (see `batch_failures`).
+    """
+    entry: dict[str, Any] = {
+        "Id": str(position),
+        body_field: message.body,
+        "MessageAttributes": {
+            name: {"DataType": data_type, "StringValue": value}
+            for name, (data_type, value) in attribute_values(message).items()
+        },
+    }
+    if fifo:
+        entry["MessageGroupId"] = group_id(message)
+        entry["MessageDeduplicationId"] = deduplication_id(message)
+    return entry
+
+
 def attributes_size(attributes: Mapping[str, tuple[str, str]]) -> int:
     """SNS and SQS count a message attribute as its name, its data type and its value, in UTF-8 bytes."""
     return sum(
@@ -139,25 +105,6 @@ def check_size(size: int, limit: int = MAX_MESSAGE_BYTES) -> int:
     if size > limit:
         raise PermanentDeliveryError(f"oversize: {size} bytes > {limit}")
     return size
-
-
-def classify(error: Exception, operation: str) -> DeliveryError:
-    """A whole-call error as a transient or permanent delivery error."""
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = str(details.get("Code", ""))
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        text = f"{operation}: {code or status}: {details.get('Message', '')}".rstrip(": ")
-        # SQS answers with query-compatible codes such as AWS.SimpleQueueService.NonExistentQueue.
-        short = code.rsplit(".", 1)[-1]
-        if status == 429 or "Throttl" in code or code in _THROTTLING_CODES:  # noqa: PLR2004
-            return ThrottledError(text)
-        if short in TRANSIENT_CODES or code in TRANSIENT_CODES or status >= 500:  # noqa: PLR2004
-            return TransientDeliveryError(text)
-        return PermanentDeliveryError(text)
-    if isinstance(error, _TRANSIENT_BOTOCORE_ERRORS):
-        return TransientDeliveryError(f"{operation}: {type(error).__name__}: {error}")
-    return PermanentDeliveryError(f"{operation}: {type(error).__name__}: {error}")
 
 
 def entry_error(code: str, message: str, sender_fault: bool) -> DeliveryError:
@@ -260,7 +207,7 @@ def send_in_chunks(
         try:
             failed = call(messages)
         except (ClientError, BotoCoreError) as call_error:
-            whole = classify(call_error, operation)
+            whole = clients.delivery_error(call_error, operation)
             failed = [(position, whole) for position in range(len(chunk))]
         for position, entry_failure in failed:
             errors[chunk[position][0]] = entry_failure

@@ -17,7 +17,7 @@ class Message:
     event: ChangeEvent
     route: str
     body: str
-    content_type: str  # "application/json" for the lambda and plain formats; a template says its own
+    content_type: str  # the route's, else its format's (formats.content_type)
 
 
 @dataclass(frozen=True, slots=True)

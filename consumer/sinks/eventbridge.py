@@ -6,11 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import boto3
-
+from consumer import clients
 from consumer.config import EventBridgeSinkConfig
-from consumer.decode import StreamContext
 from consumer.errors import DeliveryError, PermanentDeliveryError, ThrottledError, TransientDeliveryError
+from consumer.events import StreamContext
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 
 # The entry codes retrying can fix; any other ErrorCode (InvalidArgument, MalformedDetail, AccessDenied...) is
 # permanent.
-_TRANSIENT_ENTRY_CODES = aws.TRANSIENT_CODES
+_TRANSIENT_ENTRY_CODES = clients.TRANSIENT_CODES
 _TIME_BYTES = 14  # what a Time field counts for in the entry size, whatever its value
 
 
@@ -33,9 +32,7 @@ class EventBridgeSink:
         self._source = config.source
         self._detail_type = config.detail_type
         self._resources = [context.stream_arn]
-        self._client: EventBridgeClient = boto3.session.Session().client(
-            "events", **aws.client_options(config, context)
-        )
+        self._client: EventBridgeClient = aws.client("events", config, context)
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 
 from consumer import files
 from consumer.config import FileSinkConfig
-from consumer.decode import StreamContext
-from consumer.errors import PermanentDeliveryError, TransientDeliveryError
+from consumer.events import StreamContext
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
+
+# Opening the file failed in a way only a person can fix; anything else (a full disk, too many open files) may pass.
+_NEEDS_A_FIX = (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError)
 
 
 @register("file")
@@ -26,16 +28,7 @@ class FileSink:
         text = "".join(m.body.replace("\n", "\\n") + "\n" for m in batch).encode("utf-8")
         # One O_APPEND write per batch, under the file's lock: children of other shards append to the same file
         # without interleaving lines, and a failed write is cut back without touching their lines.
-        try:
-            with files.locked(self._path, 0o644) as fd:
-                try:
-                    files.append(fd, text)
-                except OSError as error:
-                    raise TransientDeliveryError(f"cannot write {self._path}: {error.strerror}") from error
-        except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError) as error:
-            raise PermanentDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
-        except OSError as error:
-            raise TransientDeliveryError(f"cannot open {self._path}: {error.strerror}") from error
+        files.append_delivered(self._path, text, 0o644, name=str(self._path), refused=_NEEDS_A_FIX)
         return ()
 
     def close(self) -> None:

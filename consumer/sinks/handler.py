@@ -34,10 +34,11 @@ from typing import IO, Any
 import structlog
 
 from consumer.config import HandlerSinkConfig
-from consumer.decode import StreamContext, to_lambda_record
 from consumer.errors import FunctionError, StartupError, TransientDeliveryError
+from consumer.events import StreamContext
+from consumer.formats import to_lambda_record
+from consumer.jsontext import dumps
 from consumer.lambda_runtime import Handler, LambdaContext, RuntimeSettings, load_handler
-from consumer.payloads import dumps
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 

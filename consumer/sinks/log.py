@@ -9,8 +9,8 @@ from typing import Any
 import structlog
 
 from consumer.config import LogSinkConfig
-from consumer.decode import StreamContext
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
+from consumer.formats import JSON
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
@@ -51,7 +51,7 @@ class LogSink:
 
 def _structured(message: Message) -> Any:
     # A JSON body is logged as JSON, not as a string holding JSON: readable, and its attributes can be redacted.
-    if message.content_type == "application/json":
+    if message.content_type == JSON:
         try:
             return json.loads(message.body)
         except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consumer.config import MemorySinkConfig
-from consumer.decode import StreamContext
+from consumer.events import StreamContext
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 

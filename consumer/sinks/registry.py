@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from consumer.decode import StreamContext
+from consumer.events import StreamContext
 from consumer.sinks.base import Sink
 
 SinkFactory = Callable[[Any, StreamContext], Sink]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-import boto3
+from typing import TYPE_CHECKING, cast
 
 from consumer.config import SnsSinkConfig
-from consumer.decode import StreamContext
 from consumer.errors import DeliveryError, PermanentDeliveryError
+from consumer.events import StreamContext
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
@@ -17,7 +15,6 @@ from consumer.sinks.registry import register
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sns.type_defs import (
-        MessageAttributeValueTypeDef,
         PublishBatchRequestEntryTypeDef,
         PublishBatchResponseTypeDef,
     )
@@ -29,7 +26,7 @@ class SnsSink:
         self.name = config.name
         self._topic_arn = config.topic_arn
         self._fifo = aws.is_fifo(config.topic_arn)
-        self._client: SNSClient = boto3.session.Session().client("sns", **aws.client_options(config, context))
+        self._client: SNSClient = aws.client("sns", config, context)
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:
@@ -57,15 +54,7 @@ class SnsSink:
         return failures_from_response(len(entries), response)
 
     def _entry(self, position: int, message: Message) -> PublishBatchRequestEntryTypeDef:
-        entry: PublishBatchRequestEntryTypeDef = {
-            "Id": str(position),
-            "Message": message.body,
-            "MessageAttributes": _attributes(message),
-        }
-        if self._fifo:
-            entry["MessageGroupId"] = aws.group_id(message)
-            entry["MessageDeduplicationId"] = aws.deduplication_id(message)
-        return entry
+        return cast("PublishBatchRequestEntryTypeDef", aws.batch_entry(position, message, "Message", fifo=self._fifo))
 
 
 def failures_from_response(count: int, response: PublishBatchResponseTypeDef) -> list[tuple[int, DeliveryError]]:
@@ -78,10 +67,3 @@ def failures_from_response(count: int, response: PublishBatchResponseTypeDef) ->
             for entry in response.get("Failed", [])
         ),
     )
-
-
-def _attributes(message: Message) -> dict[str, MessageAttributeValueTypeDef]:
-    return {
-        name: {"DataType": data_type, "StringValue": value}
-        for name, (data_type, value) in aws.attribute_values(message).items()
-    }

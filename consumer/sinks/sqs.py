@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-import boto3
+from typing import TYPE_CHECKING, cast
 
 from consumer.config import SqsSinkConfig
-from consumer.decode import StreamContext
 from consumer.errors import DeliveryError, PermanentDeliveryError
+from consumer.events import StreamContext
 from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
@@ -18,7 +16,6 @@ from consumer.sinks.registry import register
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.type_defs import (
-        MessageAttributeValueTypeDef,
         SendMessageBatchRequestEntryTypeDef,
         SendMessageBatchResultTypeDef,
     )
@@ -34,7 +31,7 @@ class SqsSink:
         self.name = config.name
         self._queue_url = config.queue_url
         self._fifo = aws.is_fifo(config.queue_url)
-        self._client: SQSClient = boto3.session.Session().client("sqs", **aws.client_options(config, context))
+        self._client: SQSClient = aws.client("sqs", config, context)
 
     def send(self, batch: Sequence[Message]) -> Sequence[Failure]:
         if not batch:
@@ -66,15 +63,9 @@ class SqsSink:
         return failures_from_response(len(entries), response)
 
     def _entry(self, position: int, message: Message) -> SendMessageBatchRequestEntryTypeDef:
-        entry: SendMessageBatchRequestEntryTypeDef = {
-            "Id": str(position),
-            "MessageBody": message.body,
-            "MessageAttributes": _attributes(message),
-        }
-        if self._fifo:
-            entry["MessageGroupId"] = aws.group_id(message)
-            entry["MessageDeduplicationId"] = aws.deduplication_id(message)
-        return entry
+        return cast(
+            "SendMessageBatchRequestEntryTypeDef", aws.batch_entry(position, message, "MessageBody", fifo=self._fifo)
+        )
 
 
 def failures_from_response(count: int, response: SendMessageBatchResultTypeDef) -> list[tuple[int, DeliveryError]]:
@@ -87,10 +78,3 @@ def failures_from_response(count: int, response: SendMessageBatchResultTypeDef) 
             for entry in response.get("Failed", [])
         ),
     )
-
-
-def _attributes(message: Message) -> dict[str, MessageAttributeValueTypeDef]:
-    return {
-        name: {"DataType": data_type, "StringValue": value}
-        for name, (data_type, value) in aws.attribute_values(message).items()
-    }

@@ -28,15 +28,16 @@ import httpx
 import consumer
 from consumer.addresses import IpAddress, forbidden
 from consumer.config import EnvRef, WebhookSinkConfig, whsec_key
-from consumer.decode import StreamContext
 from consumer.errors import (
     DeliveryError,
     NotSentError,
     PermanentDeliveryError,
+    RetryAfterError,
     StartupError,
-    ThrottledError,
+    TooManyRequestsError,
     TransientDeliveryError,
 )
+from consumer.events import StreamContext
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.registry import register
 
@@ -65,19 +66,6 @@ _EXCERPT_BYTES = 200
 _DRAIN_LIMIT_BYTES = 64 * 1024
 
 E = TypeVar("E", bound=BaseException)
-
-
-class RetryAfterError(TransientDeliveryError):
-    """The endpoint answered with a status worth retrying; `retry_after` is its Retry-After in seconds, if any."""
-
-    def __init__(self, message: str, status: int, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class TooManyRequestsError(RetryAfterError, ThrottledError):
-    """HTTP 429: retried like any RetryAfterError, and counted as throttling."""
 
 
 @register("webhook")
@@ -149,14 +137,18 @@ class WebhookSink:
         try:
             with self._client.stream(self._method, self._url, content=body, headers=headers) as response:
                 return self._outcome(response)
-        except httpx.TimeoutException as error:
+        except (httpx.HTTPError, OSError) as error:
+            return self._delivery_error(error)
+
+    def _delivery_error(self, error: httpx.HTTPError | OSError) -> DeliveryError:
+        """What httpx raised (or the address vetting under it) as our error: the one place they are translated."""
+        if isinstance(error, httpx.TimeoutException):
             return TransientDeliveryError(
                 f"{self._origin}: no answer within {self._timeout:g}s ({type(error).__name__})"
             )
-        except httpx.HTTPError as error:
+        if isinstance(error, httpx.HTTPError):
             return self._transport_error(error)
-        except OSError as error:
-            return self._refusal(error) or TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
+        return self._refusal(error) or TransientDeliveryError(f"{self._origin}: {type(error).__name__}: {error}")
 
     def _outcome(self, response: httpx.Response) -> DeliveryError | None:
         status = response.status_code
@@ -377,4 +369,4 @@ def _cause(error: BaseException, kind: type[E]) -> E | None:
     return None
 
 
-__all__ = ["USER_AGENT", "RetryAfterError", "WebhookSink", "parse_retry_after", "sign", "signing_key"]
+__all__ = ["USER_AGENT", "WebhookSink", "parse_retry_after", "sign", "signing_key"]

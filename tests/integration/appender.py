@@ -23,9 +23,9 @@ from pathlib import Path
 
 from consumer.config import FileDestinationConfig, FileSinkConfig
 from consumer.deadletter import DeadLetter, FileDestination, entry
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import DeliveryError, PermanentDeliveryError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.formats import JSON
 from consumer.sinks import Message, build_sink
 

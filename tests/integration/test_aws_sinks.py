@@ -13,8 +13,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
+from consumer import clients
 from consumer.config import EventBridgeSinkConfig, SnsSinkConfig, SqsSinkConfig
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import (
     DeliveryError,
     NotSentError,
@@ -22,8 +23,10 @@ from consumer.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
+from consumer.events import StreamContext
+from consumer.formats import plain
+from consumer.jsontext import dumps
 from consumer.local import LOCAL_REGION, MotoServer, free_port
-from consumer.payloads import dumps, plain
 from consumer.sinks import aws, eventbridge, registry, sns, sqs
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.eventbridge import EventBridgeSink
@@ -657,7 +660,7 @@ def client_error(code: str, status: int) -> ClientError:
 )
 def test_whole_call_errors_are_classified(error: Exception, kind: type[DeliveryError]) -> None:
     # ThrottledError is a TransientDeliveryError (retried the same way), told apart for the throttling metric.
-    assert type(aws.classify(error, "call")) is kind
+    assert type(clients.delivery_error(error, "call")) is kind
 
 
 def test_a_throttled_chunk_holds_back_the_later_chunks(context: StreamContext) -> None:

@@ -38,8 +38,9 @@ from consumer.deadletter import (
     digest,
     entry,
 )
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import DecodeError, PermanentDeliveryError, StartupError
+from consumer.events import StreamContext
 from consumer.local import LOCAL_REGION, MotoServer
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"

@@ -18,11 +18,12 @@ import boto3
 import pytest
 
 from consumer.config import config_from_mapping
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import DeliveryError
-from consumer.formats import JSON
+from consumer.events import StreamContext
+from consumer.formats import JSON, plain
+from consumer.jsontext import dumps
 from consumer.local import LOCAL_REGION, MotoServer
-from consumer.payloads import dumps, plain
 from consumer.sinks import Message, Sink, build_sink, registered_types
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945"

@@ -19,9 +19,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from consumer.decode import StreamContext, event_from_record, to_lambda_record
-from consumer.errors import DecodeError
-from consumer.filters import FilterPatternError, compile_patterns
+from consumer.decode import event_from_record
+from consumer.errors import DecodeError, FilterPatternError
+from consumer.events import StreamContext
+from consumer.filters import compile_patterns
+from consumer.formats import to_lambda_record
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/conformance/stream/2024-01-01T00:00:00.000"
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from ruler_client import Ruler, available
 from strategies import pattern_objects, pattern_text, records
 
-from consumer.filters import WILDCARD_COMPLEXITY_LIMIT, FilterPatternError, compile_patterns
+from consumer.errors import FilterPatternError
+from consumer.filters import WILDCARD_COMPLEXITY_LIMIT, compile_patterns
 
 EXAMPLES = int(os.environ.get("FILTERS_DIFFERENTIAL_EXAMPLES", "400"))
 EVENTS_PER_PATTERN = 6

@@ -11,17 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from samples import STREAM_ARN
 
-from consumer.decode import (
-    StreamContext,
-    decode_record,
-    decode_value,
-    encode_value,
-    table_of,
-    to_lambda_record,
-)
+from consumer.decode import decode_record, decode_value, encode_value
 from consumer.errors import DecodeError
-from consumer.events import MISSING, EventName, values_differ
-from consumer.payloads import dumps, plain, plain_json
+from consumer.events import MISSING, EventName, StreamContext, table_of, values_differ
+from consumer.formats import plain, plain_json, to_lambda_record
+from consumer.jsontext import dumps
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
 

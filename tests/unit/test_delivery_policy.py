@@ -12,16 +12,24 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from samples import STREAM_ARN
 
+from consumer import clients
 from consumer.config import DeliveryPolicy, FileDestinationConfig, HandlerSinkConfig
 from consumer.deadletter import DeadLetter, FileDestination, entry
-from consumer.decode import StreamContext, decode_record
-from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy, UndeliveredError
-from consumer.errors import DeliveryError, FunctionError, NotSentError, PermanentDeliveryError, TransientDeliveryError
+from consumer.decode import decode_record
+from consumer.delivery import DeadLetterWriter, Pipeline, RetryPolicy
+from consumer.errors import (
+    DeliveryError,
+    FunctionError,
+    NotSentError,
+    PermanentDeliveryError,
+    RetryAfterError,
+    TransientDeliveryError,
+    UndeliveredError,
+)
+from consumer.events import StreamContext
 from consumer.router import Router
-from consumer.sinks import aws
 from consumer.sinks.base import Failure, Message
 from consumer.sinks.handler import HandlerSink
-from consumer.sinks.webhook import RetryAfterError
 
 CONTEXT = StreamContext(stream_arn=STREAM_ARN, region="us-east-1")
 CREATED = datetime(2024, 11, 28, 13, 20, tzinfo=UTC)
@@ -175,10 +183,10 @@ def _client_error(code: str, status: int) -> ClientError:
 
 # Whole-call errors as the sinks classify them during an outage: none of them says anything about the records.
 OUTAGE_ERRORS = {
-    "aws 503": aws.classify(_client_error("ServiceUnavailable", 503), "SendMessageBatch"),
-    "aws throttling": aws.classify(_client_error("ThrottlingException", 400), "PutEvents"),
-    "aws read timeout": aws.classify(ReadTimeoutError(endpoint_url="http://x"), "Publish"),
-    "aws connection refused": aws.classify(EndpointConnectionError(endpoint_url="http://x"), "Publish"),
+    "aws 503": clients.delivery_error(_client_error("ServiceUnavailable", 503), "SendMessageBatch"),
+    "aws throttling": clients.delivery_error(_client_error("ThrottlingException", 400), "PutEvents"),
+    "aws read timeout": clients.delivery_error(ReadTimeoutError(endpoint_url="http://x"), "Publish"),
+    "aws connection refused": clients.delivery_error(EndpointConnectionError(endpoint_url="http://x"), "Publish"),
     "http 503": RetryAfterError("https://hooks.example answered HTTP 503", 503, None),
 }
 
@@ -207,7 +215,7 @@ def test_bisect_retries_the_whole_batch_through_an_outage(error: DeliveryError, 
 
 RECORD_ERRORS = {
     "http 400": PermanentDeliveryError("https://hooks.example answered HTTP 400"),
-    "aws validation": aws.classify(_client_error("InvalidParameterValue", 400), "SendMessageBatch"),
+    "aws validation": clients.delivery_error(_client_error("InvalidParameterValue", 400), "SendMessageBatch"),
     "handler raised": FunctionError("handler raised ValueError: cannot handle this record"),
     "handler timed out": FunctionError("handler timed out after 3 s"),
 }
@@ -298,7 +306,7 @@ def test_a_destination_that_cannot_store_stops_the_batch(tmp_path: Path) -> None
 
 
 def test_a_stop_request_abandons_the_retries_without_settling() -> None:
-    from consumer.delivery import StopRequestedError  # noqa: PLC0415
+    from consumer.errors import StopRequestedError  # noqa: PLC0415
 
     sink = Sink(refuse=TransientDeliveryError("503"))
     stop = {"now": False}
@@ -361,7 +369,7 @@ def test_parallel_lanes_deliver_different_items_concurrently_and_each_item_in_or
     # Two products whose keys land in different lanes of two.
     import zlib  # noqa: PLC0415
 
-    from consumer.payloads import item_key  # noqa: PLC0415
+    from consumer.jsontext import item_key  # noqa: PLC0415
 
     products = [f"prod-{i}" for i in range(20)]
     lane_of = {p: zlib.crc32(item_key({"productId": p}).encode()) % 2 for p in products}

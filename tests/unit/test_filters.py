@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from samples import STREAM_ARN
 
-from consumer.filters import EventFilter, FilterPatternError, compile_patterns, parse_filter_criteria
+from consumer.errors import FilterPatternError
+from consumer.filters import EventFilter, compile_patterns, parse_filter_criteria
 
 STOCK = "12345678901234567890123456789012345678"  # 38 digits: a float, or Decimal arithmetic, would round it
 STOCK_PLUS_1 = Decimal(12345678901234567890123456789012345679)

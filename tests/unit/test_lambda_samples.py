@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from consumer.decode import StreamContext, event_from_record, to_lambda_record
-from consumer.payloads import dumps
+from consumer.decode import event_from_record
+from consumer.events import StreamContext
+from consumer.formats import to_lambda_record
+from consumer.jsontext import dumps
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "lambda-samples"
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Example/stream/2016-12-01T00:00:00.000"

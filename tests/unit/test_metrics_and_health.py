@@ -16,10 +16,10 @@ import structlog
 from prometheus_client import CollectorRegistry
 from samples import STREAM_ARN
 
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.delivery import Pipeline, RetryPolicy
 from consumer.errors import PermanentDeliveryError, ThrottledError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.formats import JSON
 from consumer.health import ChildState, ChildWatch
 from consumer.logs import REDACTED, Redactor, configure_logging

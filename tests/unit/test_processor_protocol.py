@@ -12,11 +12,11 @@ import pytest
 from amazon_kclpy import kcl
 from samples import STREAM_ARN
 
-from consumer.decode import StreamContext
 from consumer.delivery import Pipeline, RetryPolicy
+from consumer.environment import EXIT_FAILED, EXIT_UNDELIVERED
 from consumer.errors import PermanentDeliveryError, TransientDeliveryError
-from consumer.events import ChangeEvent
-from consumer.processor import EXIT_FAILED, EXIT_UNDELIVERED, RecordProcessor
+from consumer.events import ChangeEvent, StreamContext
+from consumer.processor import RecordProcessor
 from consumer.router import Router
 from consumer.sinks.base import Failure, Message
 

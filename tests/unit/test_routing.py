@@ -7,9 +7,9 @@ import pytest
 from samples import STREAM_ARN
 
 from consumer.config import config_from_mapping
-from consumer.decode import StreamContext, decode_record
+from consumer.decode import decode_record
 from consumer.errors import ConfigError
-from consumer.events import ChangeEvent
+from consumer.events import ChangeEvent, StreamContext
 from consumer.router import Router
 from consumer.sinks.base import Message
 

@@ -12,12 +12,12 @@ import structlog
 from samples import STREAM_ARN
 
 from consumer.config import FileSinkConfig, LogSinkConfig, MemorySinkConfig
-from consumer.decode import StreamContext, decode_record
-from consumer.delivery import Pipeline, RetryPolicy, UndeliveredError
-from consumer.errors import PermanentDeliveryError, TransientDeliveryError
-from consumer.events import ChangeEvent
-from consumer.formats import JSON
-from consumer.payloads import dumps, plain
+from consumer.decode import decode_record
+from consumer.delivery import Pipeline, RetryPolicy
+from consumer.errors import PermanentDeliveryError, TransientDeliveryError, UndeliveredError
+from consumer.events import ChangeEvent, StreamContext
+from consumer.formats import JSON, plain
+from consumer.jsontext import dumps
 from consumer.router import Router
 from consumer.sinks import Failure, Message, build_sink, registered_types
 from consumer.sinks.memory import MemorySink

@@ -25,13 +25,20 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import consumer
 from consumer.config import WebhookSinkConfig
-from consumer.decode import StreamContext, decode_record
-from consumer.errors import NotSentError, PermanentDeliveryError, StartupError, ThrottledError, TransientDeliveryError
-from consumer.events import ChangeEvent
+from consumer.decode import decode_record
+from consumer.errors import (
+    NotSentError,
+    PermanentDeliveryError,
+    RetryAfterError,
+    StartupError,
+    ThrottledError,
+    TransientDeliveryError,
+)
+from consumer.events import ChangeEvent, StreamContext
 from consumer.sinks import webhook
 from consumer.sinks.base import Message
 from consumer.sinks.registry import build_sink
-from consumer.sinks.webhook import RetryAfterError, WebhookSink, parse_retry_after
+from consumer.sinks.webhook import WebhookSink, parse_retry_after
 
 CONTEXT = StreamContext(
     stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/products/stream/2026-11-29T07:28:02.945",

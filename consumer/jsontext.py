@@ -1,4 +1,4 @@
-"""Events rendered for the outside world, and a JSON encoder that keeps DynamoDB numbers exact."""
+"""JSON text that keeps DynamoDB numbers exact: the one encoder of every payload, log line and dead letter."""
 
 from __future__ import annotations
 
@@ -9,40 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-
-from consumer.events import ChangeEvent
-
-
-def plain(event: ChangeEvent) -> dict[str, Any]:
-    """Unmarshalled view of an event: what most notification consumers want."""
-    return _plain_view(event, event.new_image, event.old_image, event.approximate_creation)
-
-
-def plain_json(event: ChangeEvent) -> dict[str, Any]:
-    """`plain`, built from the images' JSON-ready forms: the same JSON once written, without decoding a value."""
-    new = None if event.new is None else event.new.json
-    old = None if event.old is None else event.old.json
-    return _plain_view(event, new, old, timestamp(event.approximate_creation))
-
-
-def _plain_view(event: ChangeEvent, new: Any, old: Any, created: datetime | str) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "eventID": event.event_id,
-        "eventName": event.event_name.value,
-        "table": event.table,
-        "keys": event.keys,
-        "new": new,
-        "old": old,
-        "changed": list(event.changed),
-        "sequenceNumber": event.sequence_number,
-        "approximateCreationDateTime": created,
-    }
-    if event.user_identity is not None:
-        payload["userIdentity"] = {
-            "principalId": event.user_identity.principal_id,
-            "type": event.user_identity.type,
-        }
-    return payload
 
 
 def timestamp(moment: datetime) -> str:
