@@ -11,7 +11,6 @@ from support import Receiver
 
 from consumer.local import MotoServer
 
-
 # `make faults-ci` (what CI runs, to stay within its time budget): one or two scenarios per kind of fault (a stop,
 # a kill, a sink failure, a shard's end, a position, a destination, the configuration). `make faults` runs all.
 CI_SCENARIOS = frozenset(
