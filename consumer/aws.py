@@ -174,30 +174,39 @@ def table_stream_arns(source: SourceConfig, table: str) -> list[str]:
         arguments["ExclusiveStartStreamArn"] = last
 
 
-def plan_stream(source: SourceConfig, application: str, current: str) -> Plan:
+def _refuse_unplaced(leases: dict[str, str], streams: list[Stream], application: str, current: str) -> None:
+    """Without ListStreams: positions no described stream explains may be an older stream's, not yet read to its
+    end; moving on (or starting the current stream) would leave them behind without a word."""
+    known = {shard for stream in streams for shard in stream.shards}
+    if not set(leases) <= known:
+        raise StartupError(
+            f"the lease table {application!r} holds positions in shards stream {current} does not list, and the "
+            "table's other streams cannot be listed to place them: grant dynamodb:ListStreams"
+        )
+
+
+def plan_stream(source: SourceConfig, application: str, current: str, reading: str | None = None) -> Plan:
     """Survey the lease table and, when it holds positions outside `current`, the table's other streams; then
-    decide with streamswitch.plan_start. Raises ClientError/BotoCoreError (and StartupError from the plan)."""
+    decide with streamswitch.plan_start. `reading`: the stream the engine reads now, described directly (it needs
+    no ListStreams). Raises ClientError/BotoCoreError, and StartupError from the plan or when positions cannot be
+    placed in any stream (the table's streams cannot be listed)."""
     leases = lease_checkpoints(source, application)
     if not leases:
         return plan_start(current, [], leases)
     streams = [Stream(current, stream_shards(source, current))]
     if set(leases) <= set(streams[0].shards):
         return plan_start(current, streams, leases)
+    if reading is not None and reading != current:
+        streams.append(Stream(reading, stream_shards(source, reading)))
     try:
         arns = table_stream_arns(source, table_of(current))
     except ClientError as error:
         if clients.error_code(error) != "AccessDeniedException":
             raise
-        # Without ListStreams an older stream cannot be found, and so not drained: say what is missing, and read
-        # the current stream from its start rather than from LATEST.
-        log.error(
-            "cannot list the table's streams (grant dynamodb:ListStreams): positions of another stream cannot be "
-            "placed",
-            table=table_of(current),
-        )
-        arns = []
+        _refuse_unplaced(leases, streams, application, current)
+        return plan_start(current, streams, leases)
     for arn in arns:
-        if arn == current:
+        if arn in {stream.arn for stream in streams}:
             continue
         try:
             streams.append(Stream(arn, stream_shards(source, arn)))

@@ -325,7 +325,7 @@ class StreamWatch:
                     latest_stream_arn=latest,
                 )
                 self.behind = latest
-            plan = plan_stream(self._source, self._application, latest)
+            plan = plan_stream(self._source, self._application, latest, reading=self.reading)
         except (ClientError, BotoCoreError) as error:
             log.warning("cannot check the table's stream; checking again later", error=str(error))
             return None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
+from consumer import aws
+from consumer.aws import plan_stream
 from consumer.config import StartingPosition
 from consumer.errors import StartupError
 from consumer.streamswitch import SHARD_END, Stream, plan_start, unfinished
@@ -68,3 +71,26 @@ def test_a_shard_id_in_two_streams_is_refused() -> None:
         plan_start(NEW, [OLD_STREAM, clash], {"shardId-old-1": SHARD_END})
     # Not leased, the shared id decides nothing.
     assert plan_start(NEW, [OLD_STREAM, clash], {}).stream_arn == NEW
+
+
+def _without_list_streams(monkeypatch: pytest.MonkeyPatch, leases: dict[str, str]) -> None:
+    shards = {stream.arn: dict(stream.shards) for stream in (OLD_STREAM, NEW_STREAM)}
+
+    def denied(source: object, table: str) -> list[str]:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListStreams")
+
+    monkeypatch.setattr(aws, "lease_checkpoints", lambda source, application: leases)
+    monkeypatch.setattr(aws, "stream_shards", lambda source, arn: shards[arn])
+    monkeypatch.setattr(aws, "table_stream_arns", denied)
+
+
+def test_without_list_streams_the_stream_being_read_is_still_drained_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_list_streams(monkeypatch, {"shardId-old-1": "17"})
+    plan = plan_stream(object(), "app", NEW, reading=OLD)  # type: ignore[arg-type]
+    assert plan.stream_arn == OLD  # not a move to NEW that would leave the old stream's records behind
+
+
+def test_without_list_streams_positions_no_known_stream_explains_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_list_streams(monkeypatch, {"shardId-old-1": "17"})
+    with pytest.raises(StartupError, match="grant dynamodb:ListStreams"):
+        plan_stream(object(), "app", NEW)  # type: ignore[arg-type]

@@ -192,8 +192,9 @@ def test_the_stream_watch_waits_for_the_old_stream_to_drain(monkeypatch: pytest.
     plans = [Plan(ARN, None, "draining"), Plan(NEW, StartingPosition.TRIM_HORIZON, "drained", shard_sync_at_start=True)]
     asked: list[str] = []
 
-    def plan_stream(source: object, application: str, current: str) -> Plan:
+    def plan_stream(source: object, application: str, current: str, reading: str | None = None) -> Plan:
         asked.append(current)
+        assert reading == ARN  # the stream being read is described directly, without ListStreams
         return plans.pop(0)
 
     monkeypatch.setattr(supervisor, "latest_stream_arn", lambda source: latest[0])
