@@ -104,6 +104,15 @@ def plan_start(current: str, streams: Sequence[Stream], leases: Mapping[str, str
             )
     last = held[-1]
     if last.arn == current:
+        if len(held) > 1:
+            # Reached by a switch: a shard of it without a lease (a lease the adapter's cleanup on a worker still on
+            # the old stream deleted, a shard sync at start cut short) must be read from its start, never LATEST.
+            return Plan(
+                current,
+                StartingPosition.TRIM_HORIZON,
+                "resuming from the checkpoints after a stream switch: a shard without a lease is read from its start",
+                shard_sync_at_start=True,
+            )
         return Plan(current, None, "resuming from the checkpoints")
     following = ordered[ordered.index(last) + 1]
     return Plan(

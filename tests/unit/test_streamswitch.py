@@ -43,9 +43,13 @@ def test_a_drained_old_stream_moves_on_from_trim_horizon_never_latest() -> None:
     assert unfinished(OLD_STREAM, drained) == []
     plan = plan_start(NEW, [OLD_STREAM, NEW_STREAM], drained)
     assert (plan.stream_arn, plan.position, plan.shard_sync_at_start) == (NEW, StartingPosition.TRIM_HORIZON, True)
-    # The switch is done once the new stream holds positions: from then on, as configured.
+    # Once the new stream holds positions, while the old one's remain: a new-stream shard without a lease (its
+    # lease deleted by a worker still on the old stream, a shard sync cut short) is still read from its start.
     moved = plan_start(NEW, [OLD_STREAM, NEW_STREAM], {**drained, "shardId-new-1": "TRIM_HORIZON"})
-    assert (moved.stream_arn, moved.position) == (NEW, None)
+    assert (moved.stream_arn, moved.position, moved.shard_sync_at_start) == (NEW, StartingPosition.TRIM_HORIZON, True)
+    # Once the old positions are cleaned up: as configured.
+    settled = plan_start(NEW, [OLD_STREAM, NEW_STREAM], {"shardId-new-1": "42"})
+    assert (settled.stream_arn, settled.position) == (NEW, None)
 
 
 def test_a_stream_in_between_is_read_too() -> None:
