@@ -870,24 +870,7 @@ public final class StreamsBridge {
 
         /** The stream's shards: id to parent id (null for none), and the ids of those still open. */
         StreamShards shards() {
-            Map<String, String> parents = new HashMap<>();
-            Set<String> open = new java.util.HashSet<>();
-            String after = null;
-            do {
-                DescribeStreamResponse page = scanner.describeStream(DescribeStreamRequest.builder()
-                        .streamArn(streamArn)
-                        .exclusiveStartShardId(after)
-                        .build());
-                for (Shard shard : page.streamDescription().shards()) {
-                    parents.put(shard.shardId(), shard.parentShardId());
-                    if (shard.sequenceNumberRange() == null
-                            || shard.sequenceNumberRange().endingSequenceNumber() == null) {
-                        open.add(shard.shardId());
-                    }
-                }
-                after = page.streamDescription().lastEvaluatedShardId();
-            } while (after != null);
-            return new StreamShards(parents, open);
+            return describeShards(scanner, streamArn);
         }
     }
 
@@ -1083,7 +1066,7 @@ public final class StreamsBridge {
                     continue;
                 }
                 try {
-                    if (shardsOf(lookup, other, false).contains(shardId)) {
+                    if (describeShards(lookup, other).parents().containsKey(shardId)) {
                         return other;
                     }
                 } catch (SdkException e) {
@@ -1100,23 +1083,24 @@ public final class StreamsBridge {
         }
     }
 
-    /** The ids of the stream's shards (only the open ones: without an ending sequence number), every page. */
-    static Set<String> shardsOf(DynamoDbStreamsClient client, String arn, boolean openOnly) {
-        Set<String> shards = new java.util.HashSet<>();
-        String start = null;
+    /** Every shard the stream lists, all pages: id to parent id (null for none), and the ids of those still open. */
+    static StreamShards describeShards(DynamoDbStreamsClient client, String arn) {
+        Map<String, String> parents = new HashMap<>();
+        Set<String> open = new java.util.HashSet<>();
+        String after = null;
         do {
             StreamDescription description = client.describeStream(
-                    DescribeStreamRequest.builder().streamArn(arn).exclusiveStartShardId(start).build())
+                    DescribeStreamRequest.builder().streamArn(arn).exclusiveStartShardId(after).build())
                     .streamDescription();
             for (Shard shard : description.shards()) {
-                if (!openOnly || shard.sequenceNumberRange() == null
-                        || shard.sequenceNumberRange().endingSequenceNumber() == null) {
-                    shards.add(shard.shardId());
+                parents.put(shard.shardId(), shard.parentShardId());
+                if (shard.sequenceNumberRange() == null || shard.sequenceNumberRange().endingSequenceNumber() == null) {
+                    open.add(shard.shardId());
                 }
             }
-            start = description.lastEvaluatedShardId();
-        } while (start != null);
-        return shards;
+            after = description.lastEvaluatedShardId();
+        } while (after != null);
+        return new StreamShards(parents, open);
     }
 
     /**
